@@ -1,0 +1,1 @@
+//! JSON forms of envelopes (filled in below).
