@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
         .bytes(".loggregator.v2.Log.payload")
+        // Decode errors answer InvalidArgument, not tonic's Internal (src/codec.rs).
+        .codec_path("crate::codec::WeirCodec")
         .compile_fds(fds)?;
     for f in files {
         println!("cargo:rerun-if-changed={f}");

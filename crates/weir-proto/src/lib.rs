@@ -4,8 +4,12 @@
 //!   (package `loggregator.v2`, same messages, field numbers and services).
 //! - [`weir::v1`]: weir's own ingest (bundles of numbered entries) and streams services.
 //!
+//! - [`codec`]: the gRPC codec of every service (decode errors are `InvalidArgument`).
+//!
 //! The code is generated at build time by protox + tonic-prost-build; no system
 //! `protoc` is needed.
+
+pub mod codec;
 
 /// Loggregator protocols.
 pub mod loggregator {

@@ -1,0 +1,49 @@
+//! `weir-bench`: whole-process benchmarks. Each scenario starts a fresh release
+//! `weir serve` on loopback with a temporary data dir, drives load from this process,
+//! and prints envelopes/s, MiB/s, CPU seconds per GiB (collector and client), the
+//! collector's peak RSS, and disk bytes written per ingested byte.
+//!
+//! Run it with `bench/collector.sh` (builds in release mode, makes the input with
+//! `shared/bench/gen-logs.py`).
+
+mod collector;
+mod procstat;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "weir-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Collector ingest: Loggregator BatchSender and weir.v1 bundles.
+    Collector(collector::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match cli.command {
+            Cmd::Collector(args) => collector::run(args).await,
+        }
+    })
+}
+
+/// The `weir` binary beside this one (both built by the same `cargo build --release`).
+pub fn default_weir_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("weir")))
+        .unwrap_or_else(|| PathBuf::from("weir"))
+}

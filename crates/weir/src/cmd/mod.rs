@@ -1,0 +1,4 @@
+//! The subcommands.
+
+pub mod read;
+pub mod serve;
