@@ -44,7 +44,7 @@ fn load_lines(path: Option<&PathBuf>) -> anyhow::Result<Vec<bytes::Bytes>> {
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
             .take(200_000)
-            .map(|l| bytes::Bytes::copy_from_slice(l))
+            .map(bytes::Bytes::copy_from_slice)
             .collect(),
         None => (0..10_000)
             .map(|i| bytes::Bytes::from(format!("{i:08} {}", "x".repeat(191))))
@@ -79,15 +79,26 @@ fn report(name: &str, o: &Outcome) {
     let gib = o.bytes as f64 / (1u64 << 30) as f64;
     let mib = o.bytes as f64 / (1u64 << 20) as f64;
     let server_cpu = o.after_load.cpu_secs - o.before.cpu_secs;
-    let written = o.after_settle.write_bytes.saturating_sub(o.before.write_bytes);
+    let written = o
+        .after_settle
+        .write_bytes
+        .saturating_sub(o.before.write_bytes);
     println!("== {name}");
     println!("envelopes            {}", o.envelopes);
     println!("ingested             {:.1} MiB (encoded envelopes)", mib);
     println!("wall                 {:.2} s", secs);
     println!("envelopes/s          {:.0}", o.envelopes as f64 / secs);
     println!("MiB/s                {:.1}", mib / secs);
-    println!("collector CPU        {:.2} s ({:.2} s/GiB)", server_cpu, server_cpu / gib);
-    println!("client CPU           {:.2} s ({:.2} s/GiB)", o.client_cpu, o.client_cpu / gib);
+    println!(
+        "collector CPU        {:.2} s ({:.2} s/GiB)",
+        server_cpu,
+        server_cpu / gib
+    );
+    println!(
+        "client CPU           {:.2} s ({:.2} s/GiB)",
+        o.client_cpu,
+        o.client_cpu / gib
+    );
     println!(
         "total CPU/GiB        {:.2} s/GiB",
         (server_cpu + o.client_cpu) / gib
@@ -179,7 +190,11 @@ async fn batch_sender(
                             })
                             .collect(),
                     };
-                    bytes += batch.batch.iter().map(|e| e.encoded_len() as u64).sum::<u64>();
+                    bytes += batch
+                        .batch
+                        .iter()
+                        .map(|e| e.encoded_len() as u64)
+                        .sum::<u64>();
                     if tx.send(batch).await.is_err() {
                         break;
                     }
@@ -205,11 +220,7 @@ async fn batch_sender(
 
 /// (b): each connection owns 1000/connections streams and sends bundles of 10 of them
 /// with 100 entries each, checking every result.
-async fn bundles(
-    c: &Collector,
-    args: &Args,
-    lines: &[bytes::Bytes],
-) -> anyhow::Result<(u64, u64)> {
+async fn bundles(c: &Collector, args: &Args, lines: &[bytes::Bytes]) -> anyhow::Result<(u64, u64)> {
     const STREAMS: usize = 1000;
     const PER_BUNDLE: usize = 10;
     const ENTRIES: u64 = 100;
@@ -220,7 +231,9 @@ async fn bundles(
         let lines = lines.to_vec();
         let owned: Vec<usize> = (conn..STREAMS).step_by(args.connections).collect();
         tasks.push(tokio::spawn(async move {
-            let mut client = IngestClient::connect(uri).await?.max_decoding_message_size(64 << 20);
+            let mut client = IngestClient::connect(uri)
+                .await?
+                .max_decoding_message_size(64 << 20);
             let secret = format!("bench-secret-{conn:030}").into_bytes();
             let mut next = vec![0u64; owned.len()];
             let mut cursor = 0usize;
@@ -251,7 +264,11 @@ async fn bundles(
                     });
                     next[slot] += ENTRIES;
                 }
-                let resp = client.send(bundle).await.context("Ingest/Send failed")?.into_inner();
+                let resp = client
+                    .send(bundle)
+                    .await
+                    .context("Ingest/Send failed")?
+                    .into_inner();
                 for r in resp.results {
                     match r.result {
                         Some(R::StoredNext(_)) => n += ENTRIES,

@@ -52,5 +52,7 @@ pub fn snapshot(pid: u32) -> anyhow::Result<ProcSnapshot> {
 
 /// CPU seconds used by this process so far (user + system).
 pub fn self_cpu_secs() -> f64 {
-    snapshot(std::process::id()).map(|s| s.cpu_secs).unwrap_or(0.0)
+    snapshot(std::process::id())
+        .map(|s| s.cpu_secs)
+        .unwrap_or(0.0)
 }

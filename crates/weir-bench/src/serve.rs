@@ -17,7 +17,13 @@ impl Collector {
     /// Starts `weir serve` on ephemeral loopback ports.
     pub fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Collector> {
         let mut child = Command::new(bin)
-            .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(data_dir)
             .env("RUST_LOG", "warn")

@@ -1,7 +1,26 @@
 //! The weir collector: ingests bundles (weir.v1) and Loggregator v2 envelopes, registers
 //! streams through a cached coordinator, stores entries idempotently, and serves them
 //! over gRPC and HTTP.
+//!
+//! - [`collector`]: the pipeline ([`Collector::process`], [`Collector::ingest_envelopes`]).
+//! - [`state_cache`]: the stream-state cache in front of the registry.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`grpc`]: `loggregator.v2.Ingress`, `weir.v1.Ingest`, `weir.v1.Streams`.
+//! - [`http`]: `/healthz`, `/v1/streams`, `/v1/stream`, `/v1/entries`, `/metrics`.
+//! - [`server`]: both listeners over one collector, with orderly shutdown
+//!   ([`Server::bind`], [`Server::run`]).
+//! - [`config`]: `weir serve`'s configuration.
 
+pub mod collector;
 pub mod config;
+pub mod grpc;
+pub mod http;
+pub mod info;
+pub mod metrics;
+pub mod server;
+pub mod state_cache;
 
+pub use collector::{Collector, IngestReport};
 pub use config::CollectorConfig;
+pub use metrics::Metrics;
+pub use server::{Server, ServerError};

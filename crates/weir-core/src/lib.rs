@@ -5,10 +5,14 @@
 //! - [`path`]: stream names and paths, the `loggregator/` prefix mapping.
 //! - [`limits`] and [`validate`]: configurable bounds on envelopes and bundles.
 //! - [`payload`]: what "the same entry" means (DESIGN.md, Contracts: duplicates).
+//! - [`diode`]: the drop-oldest ring between a fast writer and a slow reader.
+//! - [`event_queue`]: components' own events, bounded, worker-served, pausing while its store fails.
 //! - [`descriptor`]: what a producer says about a stream when registering it.
 //! - [`json`]: protojson (Loggregator-compatible) and the people-friendly JSON form.
 
 pub mod descriptor;
+pub mod diode;
+pub mod event_queue;
 pub mod json;
 pub mod limits;
 pub mod path;

@@ -27,9 +27,7 @@ pub enum PathError {
     TooLong { part: &'static str, len: usize },
     #[error("{part} of stream path has an empty segment (leading, trailing or double \"/\")")]
     EmptySegment { part: &'static str },
-    #[error(
-        "{part} of stream path: segment {segment:?} must begin with an ASCII letter or digit"
-    )]
+    #[error("{part} of stream path: segment {segment:?} must begin with an ASCII letter or digit")]
     BadSegmentStart { part: &'static str, segment: String },
     #[error(
         "{part} of stream path: character {ch:?} is not allowed (only ASCII letters, digits, ':', '_', '-', '.' and '/')"
@@ -138,7 +136,11 @@ impl fmt::Display for StreamPath {
 fn find_separator(path: &str) -> Option<usize> {
     let bytes = path.as_bytes();
     let mut start = 0;
-    for (i, b) in bytes.iter().enumerate().chain(std::iter::once((bytes.len(), &b'/'))) {
+    for (i, b) in bytes
+        .iter()
+        .enumerate()
+        .chain(std::iter::once((bytes.len(), &b'/')))
+    {
         if *b == b'/' {
             if &path[start..i] == "+" && start > 0 && i < bytes.len() {
                 return Some(start - 1);

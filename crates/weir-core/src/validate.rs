@@ -54,7 +54,12 @@ pub fn validate_envelope(env: &Envelope, limits: &Limits) -> Result<(), InvalidE
         });
     }
     for k in env.tags.keys().chain(env.deprecated_tags.keys()) {
-        check_len("tag key", k.len(), limits.max_tag_key_bytes, "max_tag_key_bytes")?;
+        check_len(
+            "tag key",
+            k.len(),
+            limits.max_tag_key_bytes,
+            "max_tag_key_bytes",
+        )?;
     }
     for v in env.tags.values() {
         check_len(
@@ -140,7 +145,10 @@ mod tests {
             message: Some(Body::Gauge(Gauge::default())),
             ..Default::default()
         };
-        assert_eq!(validate_envelope(&g, &limits), Err(InvalidEnvelope::EmptyGauge));
+        assert_eq!(
+            validate_envelope(&g, &limits),
+            Err(InvalidEnvelope::EmptyGauge)
+        );
     }
 
     #[test]

@@ -21,7 +21,10 @@
 //!   termination only with that secret. The store keeps only a hash of it.
 //! - Termination is by count and is checked at write time.
 //! - Retention moves a stream's low-water mark; the registry outlives expired entries so
-//!   numbering never restarts.
+//!   numbering never restarts. Entries below the mark cannot be compared any more: a
+//!   resend reaching below it is acknowledged and those entries counted as duplicates.
+//! - Every acknowledged write survives `kill -9` of the process; what survives a power
+//!   loss is the backend's fsync policy (see [`FsyncPolicy`] for fjall).
 
 use std::sync::Arc;
 
@@ -33,7 +36,7 @@ pub mod conformance;
 pub mod fjall_store;
 pub mod secret;
 
-pub use fjall_store::{FjallConfig, FjallStore, FsyncPolicy};
+pub use fjall_store::{Clock, FjallConfig, FjallStore, FsyncPolicy};
 pub use secret::SecretHash;
 
 /// Errors of a store operation.
@@ -122,7 +125,11 @@ pub enum AppendOutcome {
     /// Every index below `next` is stored. `first` is the index of the first entry of
     /// this append (useful when the store numbered them); `duplicates` counts entries
     /// already stored with the same payload.
-    Stored { first: u64, next: u64, duplicates: u64 },
+    Stored {
+        first: u64,
+        next: u64,
+        duplicates: u64,
+    },
     /// The append starts past the next expected index.
     Gap { expected: u64 },
     /// Different payload stored at this index; nothing of the append was written.
@@ -232,14 +239,19 @@ pub trait Store: Send + Sync + 'static {
     /// index when none was). `None` when the stream is not registered.
     async fn index_at_time(&self, path: &str, time_ns: i64) -> Result<Option<u64>, StoreError>;
 
-    /// Notifications of every write. A lagging receiver loses notifications (it is told
-    /// so by the channel) and should re-read the streams it follows.
+    /// Notifications of every write: one after each append that stored new entries and
+    /// one after each terminate that set the terminal count (resends and repeated
+    /// terminations change nothing and announce nothing).
+    /// A lagging receiver loses notifications (it is told so by the channel) and should
+    /// re-read the streams it follows.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Appended>;
 
     /// Drops whole time partitions whose entries were all ingested before `cutoff_ns`,
     /// moving the low-water marks of the streams they held.
     async fn expire_before(&self, cutoff_ns: i64) -> Result<RetentionReport, StoreError>;
 
-    /// Flushes and closes; later calls fail with [`StoreError::Closed`].
+    /// Flushes and closes; later calls fail with [`StoreError::Closed`]. Closing again
+    /// does nothing. Once the returned future completes and the store is dropped, the
+    /// backend's persistent place can be opened again.
     async fn close(&self) -> Result<(), StoreError>;
 }

@@ -89,7 +89,10 @@ async fn sigterm_shuts_down_cleanly_and_data_survives() {
     let serve = Serve::start(dir.path(), &[]);
     let mut ingest = IngestClient::connect(serve.grpc_uri()).await.unwrap();
     ingest.send(bundle(0, 3, 7, &secret)).await.unwrap();
-    assert!(serve.terminate(std::time::Duration::from_secs(20)), "clean exit on SIGTERM");
+    assert!(
+        serve.terminate(std::time::Duration::from_secs(20)),
+        "clean exit on SIGTERM"
+    );
     let serve = Serve::start(dir.path(), &[]);
     let out = common::weir_cli(&serve, &["ls", "crash/"]);
     assert_eq!(out.lines().count(), 3, "{out}");

@@ -48,7 +48,10 @@ async fn batch_sender_in_arrival_order_and_bad_envelope_dropped_alone() {
     assert_eq!(received - received_before, 1001.0);
 
     // `weir cat --json` prints the people form with the payload as "message".
-    let out = common::weir_cli(&serve, &["cat", "loggregator/web/+/0", "--from", "998", "--json"]);
+    let out = common::weir_cli(
+        &serve,
+        &["cat", "loggregator/web/+/0", "--from", "998", "--json"],
+    );
     let rows: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
@@ -76,7 +79,9 @@ async fn send_and_sender_store_in_order() {
         })
         .await
         .unwrap();
-    let singles: Vec<lv2::Envelope> = (0..30).map(|i| log("api", "", &format!("one {i}"))).collect();
+    let singles: Vec<lv2::Envelope> = (0..30)
+        .map(|i| log("api", "", &format!("one {i}")))
+        .collect();
     client.sender(tokio_stream::iter(singles)).await.unwrap();
     let out = common::weir_cli(&serve, &["cat", "loggregator/api/+/0"]);
     let lines: Vec<&str> = out.lines().collect();
@@ -86,5 +91,8 @@ async fn send_and_sender_store_in_order() {
         assert_eq!(lines[i + 1], format!("one {i}"));
     }
     let listed = common::weir_cli(&serve, &["ls", "loggregator/"]);
-    assert!(listed.contains("loggregator/api/+/0\tentries=31"), "{listed}");
+    assert!(
+        listed.contains("loggregator/api/+/0\tentries=31"),
+        "{listed}"
+    );
 }

@@ -133,7 +133,8 @@ pub async fn cat(args: CatArgs) -> anyhow::Result<()> {
         for entry in &page.entries {
             let Some(env) = &entry.envelope else { continue };
             if args.json {
-                let v = weir_core::json::people_entry(&args.path, entry.index, entry.ingest_ns, env);
+                let v =
+                    weir_core::json::people_entry(&args.path, entry.index, entry.ingest_ns, env);
                 writeln!(out, "{v}")?;
             } else {
                 write_human(&mut out, env)?;
@@ -156,13 +157,27 @@ fn write_human(out: &mut impl Write, env: &Envelope) -> std::io::Result<()> {
             }
             Ok(())
         }
-        Some(Body::Counter(c)) => writeln!(out, "counter {} delta={} total={}", c.name, c.delta, c.total),
+        Some(Body::Counter(c)) => writeln!(
+            out,
+            "counter {} delta={} total={}",
+            c.name, c.delta, c.total
+        ),
         Some(Body::Gauge(g)) => {
             let mut names: Vec<_> = g.metrics.iter().collect();
             names.sort_by(|a, b| a.0.cmp(b.0));
             let parts: Vec<String> = names
                 .iter()
-                .map(|(k, v)| format!("{k}={}{}", v.value, if v.unit.is_empty() { String::new() } else { format!(" {}", v.unit) }))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}{}",
+                        v.value,
+                        if v.unit.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {}", v.unit)
+                        }
+                    )
+                })
                 .collect();
             writeln!(out, "gauge {}", parts.join(" "))
         }

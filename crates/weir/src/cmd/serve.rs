@@ -61,7 +61,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("grpc listening on {}", server.grpc_addr());
     println!("http listening on {}", server.http_addr());
     tracing::info!(data_dir = %data_dir.display(), "weir collector started");
-    server.run(shutdown_signal()).await.context("collector failed")?;
+    server
+        .run(shutdown_signal())
+        .await
+        .context("collector failed")?;
     tracing::info!("weir collector stopped");
     Ok(())
 }
@@ -128,8 +131,15 @@ mod tests {
     fn config_errors_name_key_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("weir.toml");
-        std::fs::write(&file, "max_message_workers = 4\n[limits]\nmax_tags = \"many\"\n").unwrap();
-        let err = format!("{:#}", effective_config(&args(Some(file.clone()))).unwrap_err());
+        std::fs::write(
+            &file,
+            "max_message_workers = 4\n[limits]\nmax_tags = \"many\"\n",
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            effective_config(&args(Some(file.clone()))).unwrap_err()
+        );
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("max_tags"), "{err}");
         std::fs::write(&file, "\ngrpc_adr = \"127.0.0.1:1\"\n").unwrap();

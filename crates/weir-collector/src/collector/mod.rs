@@ -1,0 +1,129 @@
+//! The ingest pipeline: what every ingress (gRPC, later HTTP and OTLP) hands its data to.
+//!
+//! - [`Collector::process`] takes a weir.v1 bundle (LogDog's `Collector.Process`,
+//!   PROTOCOLS.md §5.5): validate each stream's append, register the stream through
+//!   the [`StateCache`], append to the store, terminate it when asked, and answer one
+//!   result per stream. See `bundle.rs`.
+//! - [`Collector::ingest_envelopes`] takes envelopes of Loggregator v2 clients, which
+//!   have no streams: each goes to the collector-owned stream
+//!   `loggregator/<source_id>/+/<instance_id>` and is numbered on arrival. See
+//!   `loggregator.rs`.
+//! - [`Collector::close`] stops taking work and waits for the work under way.
+//!
+//! Every refusal and every drop is counted in [`Metrics`] exactly once, here.
+
+mod bundle;
+mod loggregator;
+
+use std::sync::Arc;
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use weir_core::Limits;
+use weir_store::Store;
+
+pub use bundle::{DEFAULT_CONTENT_TYPE, MAX_SECRET_BYTES};
+pub use loggregator::IngestReport;
+
+use crate::config::CollectorConfig;
+use crate::metrics::Metrics;
+use crate::state_cache::StateCache;
+
+/// The collector's ingest pipeline. Cheap to clone: clones share everything.
+#[derive(Clone)]
+pub struct Collector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    cache: StateCache,
+    metrics: Metrics,
+    limits: Limits,
+    workers: usize,
+    /// Every call under way holds a token of it; [`Collector::close`] waits for them.
+    tracker: TaskTracker,
+    /// Cancelled when closing begins, so long-lived calls (client streams, follows)
+    /// can end.
+    closing: CancellationToken,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("workers", &self.inner.workers)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// A collector writing to `store`, with the limits, worker count and cache bounds of
+    /// `config`, counting into `metrics`.
+    pub fn new(store: Arc<dyn Store>, config: &CollectorConfig, metrics: Metrics) -> Self {
+        let cache = StateCache::new(store.clone(), &config.state_cache, metrics.clone());
+        // LogDog: a worker count of 0 means the default of 4.
+        let workers = match config.max_message_workers {
+            0 => 4,
+            n => n,
+        };
+        Collector {
+            inner: Arc::new(Inner {
+                store,
+                cache,
+                metrics,
+                limits: config.limits.clone(),
+                workers,
+                tracker: TaskTracker::new(),
+                closing: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The store the collector writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The collector's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The limits producers are held to.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Whether [`close`](Self::close) has begun: new work is answered `unavailable`.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closing.is_cancelled()
+    }
+
+    /// Completes when [`close`](Self::close) begins; long-lived calls (a client's
+    /// envelope stream, a follow) select on it to end.
+    pub fn closing(&self) -> WaitForCancellationFuture<'_> {
+        self.inner.closing.cancelled()
+    }
+
+    /// Stops taking new work (later calls answer `unavailable`) and waits until every
+    /// call under way has finished. Idempotent.
+    pub async fn close(&self) {
+        self.inner.closing.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    /// Admits one call, or `None` once closing has begun. The token is held for the
+    /// whole call so that [`close`](Self::close) waits for it.
+    fn enter(&self) -> Option<TaskTrackerToken> {
+        // Take the token first: a close that starts after the check below waits for it.
+        let token = self.inner.tracker.token();
+        if self.inner.tracker.is_closed() {
+            None
+        } else {
+            Some(token)
+        }
+    }
+}
