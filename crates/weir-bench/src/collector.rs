@@ -72,6 +72,8 @@ struct Outcome {
     before: ProcSnapshot,
     after_load: ProcSnapshot,
     after_settle: ProcSnapshot,
+    /// Disk bytes written over the collector's whole life, shutdown flush included.
+    lifetime_written: u64,
 }
 
 fn report(name: &str, o: &Outcome) {
@@ -112,6 +114,11 @@ fn report(name: &str, o: &Outcome) {
         written as f64 / (1u64 << 20) as f64,
         written as f64 / o.bytes as f64
     );
+    println!(
+        "disk written, with shutdown flush {:.1} MiB = {:.2} bytes per ingested byte",
+        o.lifetime_written as f64 / (1u64 << 20) as f64,
+        o.lifetime_written as f64 / o.bytes as f64
+    );
 }
 
 /// Runs the chosen scenarios.
@@ -128,6 +135,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     for s in args.scenarios.split(',') {
         let dir = tempfile::tempdir()?;
+        let children_written0 = procstat::waited_children_write_bytes();
         let collector = Collector::start(&bin, dir.path())?;
         let before = procstat::snapshot(collector.pid())?;
         let cpu0 = procstat::self_cpu_secs();
@@ -146,6 +154,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "a" => "(a) Loggregator BatchSender, batches of 100 log envelopes",
             _ => "(b) weir.v1 bundles: 10 streams x 100 entries per bundle, 1,000 streams",
         };
+        collector.stop()?;
+        let lifetime_written = procstat::waited_children_write_bytes() - children_written0;
         report(
             name,
             &Outcome {
@@ -156,9 +166,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 before,
                 after_load,
                 after_settle,
+                lifetime_written,
             },
         );
-        collector.stop()?;
     }
     Ok(())
 }

@@ -19,8 +19,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -90,17 +89,15 @@ struct Params<'a> {
 }
 
 impl<'a> Params<'a> {
-    fn new(
-        collector: &'a Collector,
-        query: Result<Query<HashMap<String, String>>, QueryRejection>,
-    ) -> Result<Self, ApiError> {
-        match query {
-            Ok(Query(map)) => Ok(Params { collector, map }),
-            Err(e) => Err(self::invalid(
-                collector,
-                format!("malformed query string: {e}"),
-            )),
-        }
+    /// Parses the raw query string. A `+` is kept as a `+`, not read as a space as HTML
+    /// forms would: stream paths contain `/+/` and never a space, so
+    /// `?path=app/+/log` means what the user typed. `%2B` and `%20` decode as usual.
+    fn new(collector: &'a Collector, query: Option<String>) -> Result<Self, ApiError> {
+        let raw = query.unwrap_or_default().replace('+', "%2B");
+        let map = form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect();
+        Ok(Params { collector, map })
     }
 
     fn str(&self, name: &str) -> Option<&str> {
@@ -172,7 +169,7 @@ fn not_found(collector: &Collector, path: &str) -> ApiError {
 
 async fn list_streams(
     State(collector): State<Collector>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let params = Params::new(&collector, query)?;
     let prefix = params.str("prefix").unwrap_or("");
@@ -188,7 +185,7 @@ async fn list_streams(
 
 async fn get_stream(
     State(collector): State<Collector>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let params = Params::new(&collector, query)?;
     let path = params.path()?;
@@ -201,7 +198,7 @@ async fn get_stream(
 
 async fn get_entries(
     State(collector): State<Collector>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let params = Params::new(&collector, query)?;
     let path = params.path()?;

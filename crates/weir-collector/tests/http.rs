@@ -105,6 +105,10 @@ async fn entries_as_people_json() {
     assert_eq!(entries[0]["message"], "world");
     assert_eq!(entries[1]["message"], "!");
     assert_eq!(entries[0]["stream"], "web/+/app");
+    // A literal `+`, as people type it into curl, is the path's `+`, not a space.
+    let (status, _, plain) = get(&server, "/v1/entries?path=web/+/app&from=1&limit=5").await;
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(plain, json);
     server.stop().await.expect("stop");
 }
 

@@ -55,13 +55,14 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` (e.g. `RUST_LOG=weir=debug`) sets the level, `info` by
-/// default.
+/// Logs go to stderr; `RUST_LOG` (e.g. `RUST_LOG=weir=debug`) sets the level: `info` by
+/// default, `warn` for the storage engine's own chatter.
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
