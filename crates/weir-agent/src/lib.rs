@@ -1,0 +1,8 @@
+//! The weir agent: sources read logs and metrics, a batcher numbers them per stream, the
+//! spool keeps them on disk, flushers send them on (DESIGN.md, Agent).
+//!
+//! - [`spool`]: the durable store-and-forward queue.
+//! - [`sources`]: where data comes from.
+
+pub mod sources;
+pub mod spool;

@@ -1,0 +1,1 @@
+//! Sources: each a module with its config struct beside the code that runs it.

@@ -1,0 +1,1 @@
+//! The spool: a durable on-disk queue between the batcher and the flushers.

@@ -1,0 +1,2 @@
+//! weir's client library, compatible with Cloud Foundry Loggregator v2 (go-loggregator's
+//! behaviour, see PROTOCOLS.md section 4).
