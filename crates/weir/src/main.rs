@@ -24,6 +24,9 @@ enum Command {
     Ls(cmd::read::LsArgs),
     /// Print a stream's entries.
     Cat(cmd::read::CatArgs),
+    /// TLS helpers: `weir tls init DIR` writes a CA, a server pair and a client pair.
+    #[command(subcommand)]
+    Tls(cmd::tls::TlsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +47,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Ls(args) => cmd::read::ls(args).await,
             Command::Cat(args) => cmd::read::cat(args).await,
+            Command::Tls(c) => cmd::tls::run(c),
         }
     });
     match result {
