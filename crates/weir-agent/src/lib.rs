@@ -2,7 +2,9 @@
 //! spool keeps them on disk, flushers send them on (DESIGN.md, Agent).
 //!
 //! - [`spool`]: the durable store-and-forward queue.
+//! - [`flusher`]: outputs with back-pressure (iLogtail's contract).
 //! - [`sources`]: where data comes from.
 
+pub mod flusher;
 pub mod sources;
 pub mod spool;

@@ -26,7 +26,7 @@ pub struct PeopleJson<'a> {
 struct Place<'a> {
     stream: &'a str,
     index: u64,
-    ingest_ns: i64,
+    ingest_ns: Option<i64>,
 }
 
 impl<'a> PeopleJson<'a> {
@@ -37,7 +37,20 @@ impl<'a> PeopleJson<'a> {
             place: Some(Place {
                 stream,
                 index,
-                ingest_ns,
+                ingest_ns: Some(ingest_ns),
+            }),
+            env,
+        }
+    }
+
+    /// An entry numbered by a producer but not stored yet (what the agent's flushers
+    /// write): `stream` and `index`, no `ingest_time`.
+    pub fn numbered(stream: &'a str, index: u64, env: &'a Envelope) -> Self {
+        PeopleJson {
+            place: Some(Place {
+                stream,
+                index,
+                ingest_ns: None,
             }),
             env,
         }
@@ -203,7 +216,9 @@ impl Serialize for PeopleJson<'_> {
         if let Some(p) = &self.place {
             m.serialize_entry("stream", p.stream)?;
             m.serialize_entry("index", &p.index)?;
-            m.serialize_entry("ingest_time", &Rfc3339(p.ingest_ns))?;
+            if let Some(ns) = p.ingest_ns {
+                m.serialize_entry("ingest_time", &Rfc3339(ns))?;
+            }
         }
         m.serialize_entry("timestamp", &Rfc3339(env.timestamp))?;
         m.serialize_entry("source_id", &env.source_id)?;
