@@ -23,8 +23,11 @@
 pub mod blackhole;
 pub mod file;
 pub mod http;
+pub mod loggregator;
+pub mod secrets;
 pub mod stdout;
 pub mod tcp;
+pub mod weir;
 
 use std::sync::Arc;
 
@@ -108,6 +111,30 @@ pub trait Flusher: Send {
     fn set_urgent(&mut self);
     /// Flushes what is buffered and releases everything.
     async fn stop(&mut self) -> Result<(), FlusherError>;
+}
+
+/// A lazily connecting gRPC endpoint for `addr` (`HOST:PORT` or a URL), with a timeout
+/// per call; errors name the flusher and the address.
+pub fn grpc_channel(
+    flusher: &str,
+    addr: &str,
+    timeout_ms: u64,
+) -> Result<tonic::transport::Channel, FlusherError> {
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(uri).map_err(|e| FlusherError::Config {
+            flusher: flusher.to_string(),
+            reason: format!("addr {addr:?}: {e}"),
+        })?;
+    // Lazy: a receiver that is down at start is retried by flushes.
+    Ok(endpoint
+        .timeout(std::time::Duration::from_millis(timeout_ms))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy())
 }
 
 /// How line-oriented flushers write an entry.

@@ -1,0 +1,218 @@
+//! The `weir` and `loggregator` flushers against a real collector on loopback.
+
+use std::sync::Arc;
+
+use weir_agent::flusher::loggregator::{LoggregatorConfig, LoggregatorFlusher};
+use weir_agent::flusher::weir::{WeirConfig, WeirFlusher};
+use weir_agent::flusher::{Batch, Flusher, StreamAck, StreamBatch};
+use weir_collector::{CollectorConfig, Server};
+use weir_core::Envelope;
+use weir_proto::lv2::{Log, envelope::Message as Body};
+use weir_store::{FjallConfig, FjallStore, Store};
+
+struct Collector {
+    addr: String,
+    store: Arc<dyn Store>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Collector {
+    async fn start() -> Collector {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            FjallStore::open(FjallConfig {
+                data_dir: dir.path().join("data"),
+                ..FjallConfig::default()
+            })
+            .unwrap(),
+        );
+        let config = CollectorConfig {
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            ..CollectorConfig::default()
+        };
+        let server = Server::bind(config, store.clone()).await.unwrap();
+        let addr = server.grpc_addr().to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let _ = server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Collector {
+            addr,
+            store,
+            stop: Some(tx),
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn lines(&self, path: &str) -> Vec<String> {
+        let batch = self
+            .store
+            .read(path, 0, 100_000)
+            .await
+            .unwrap()
+            .expect("stream");
+        batch
+            .entries
+            .iter()
+            .map(|e| match &e.envelope.message {
+                Some(Body::Log(l)) => String::from_utf8_lossy(&l.payload).into_owned(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+fn stream(path: &str, first: u64, n: u64) -> StreamBatch {
+    StreamBatch {
+        stream: path.into(),
+        first_index: first,
+        entries: (first..first + n)
+            .map(|i| Envelope {
+                message: Some(Body::Log(Log {
+                    payload: format!("line {i}").into_bytes().into(),
+                    r#type: 0,
+                })),
+                ..Default::default()
+            })
+            .collect(),
+        terminal_count: None,
+    }
+}
+
+#[tokio::test]
+async fn weir_flusher_exactly_once_gap_and_new_generation() {
+    let c = Collector::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut f = WeirFlusher::new(
+        WeirConfig {
+            addr: c.addr.clone(),
+            ..WeirConfig::default()
+        },
+        data.path().to_path_buf(),
+    );
+    f.init().await.unwrap();
+    let b = Batch {
+        streams: vec![stream("h/+/a", 0, 10), stream("h/+/b", 0, 5)],
+    };
+    assert_eq!(
+        f.flush(&b).await.unwrap(),
+        vec![StreamAck::Acked { next: 10 }, StreamAck::Acked { next: 5 }]
+    );
+    // A resend after a crash is acknowledged and stored once.
+    let again = Batch {
+        streams: vec![stream("h/+/a", 5, 10)],
+    };
+    assert_eq!(
+        f.flush(&again).await.unwrap(),
+        vec![StreamAck::Acked { next: 15 }]
+    );
+    let lines = c.lines("h/+/a").await;
+    assert_eq!(
+        lines,
+        (0..15).map(|i| format!("line {i}")).collect::<Vec<_>>()
+    );
+    // Past the next index: retry from where the collector is.
+    let ahead = Batch {
+        streams: vec![stream("h/+/a", 20, 1)],
+    };
+    assert!(matches!(
+        f.flush(&ahead).await.unwrap()[0],
+        StreamAck::Retry { from: 15, .. }
+    ));
+
+    // The agent loses its data dir: new secrets, so the collector refuses them, and the
+    // flusher opens generation 2 of the path, numbered from the batch's first index.
+    let lost = tempfile::tempdir().unwrap();
+    let mut g = WeirFlusher::new(
+        WeirConfig {
+            addr: c.addr.clone(),
+            ..WeirConfig::default()
+        },
+        lost.path().to_path_buf(),
+    );
+    g.init().await.unwrap();
+    let next = Batch {
+        streams: vec![stream("h/+/a", 15, 3)],
+    };
+    assert!(matches!(
+        g.flush(&next).await.unwrap()[0],
+        StreamAck::Retry { from: 15, .. }
+    ));
+    assert_eq!(
+        g.flush(&next).await.unwrap(),
+        vec![StreamAck::Acked { next: 18 }]
+    );
+    assert_eq!(
+        c.lines("h/+/a/gen-2").await,
+        vec!["line 15", "line 16", "line 17"]
+    );
+    assert_eq!(
+        c.lines("h/+/a").await.len(),
+        15,
+        "the old stream is untouched"
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn weir_flusher_collector_down_is_transient() {
+    let c = Collector::start().await;
+    let addr = c.addr.clone();
+    c.stop().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut f = WeirFlusher::new(
+        WeirConfig {
+            addr,
+            timeout_ms: 2000,
+            ..WeirConfig::default()
+        },
+        data.path().to_path_buf(),
+    );
+    f.init().await.unwrap();
+    assert!(
+        f.flush(&Batch {
+            streams: vec![stream("h/+/a", 0, 1)]
+        })
+        .await
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn loggregator_flusher_sends_with_unary_send() {
+    let c = Collector::start().await;
+    let mut f = LoggregatorFlusher::new(LoggregatorConfig {
+        addr: c.addr.clone(),
+        ..LoggregatorConfig::default()
+    });
+    f.init().await.unwrap();
+    let mut s = stream("ignored/+/x", 0, 4);
+    for e in &mut s.entries {
+        e.source_id = "agent-app".into();
+    }
+    let b = Batch { streams: vec![s] };
+    assert_eq!(
+        f.flush(&b).await.unwrap(),
+        vec![StreamAck::Acked { next: 4 }]
+    );
+    assert_eq!(
+        c.lines("loggregator/agent-app/+/0").await,
+        vec!["line 0", "line 1", "line 2", "line 3"]
+    );
+    c.stop().await;
+}
