@@ -7,6 +7,7 @@
 //! `shared/bench/gen-logs.py`).
 
 mod collector;
+mod emit;
 mod procstat;
 mod serve;
 
@@ -25,6 +26,8 @@ struct Cli {
 enum Cmd {
     /// Collector ingest: Loggregator BatchSender and weir.v1 bundles.
     Collector(collector::Args),
+    /// IngressClient emit cost on the caller's thread, drained into `weir serve`.
+    Emit(emit::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         match cli.command {
             Cmd::Collector(args) => collector::run(args).await,
+            Cmd::Emit(args) => emit::run(args).await,
         }
     })
 }

@@ -23,6 +23,8 @@ pub struct CollectorConfig {
     pub limits: Limits,
     /// The embedded store.
     pub store: FjallConfig,
+    /// Live egress: the hub, `loggregator.v2.Egress`, `/v2/read` and follows.
+    pub egress: EgressConfig,
 }
 
 impl Default for CollectorConfig {
@@ -34,6 +36,7 @@ impl Default for CollectorConfig {
             state_cache: StateCacheConfig::default(),
             limits: Limits::default(),
             store: FjallConfig::default(),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -53,6 +56,50 @@ impl Default for StateCacheConfig {
         StateCacheConfig {
             max_entries: 100_000,
             expiry_secs: 600,
+        }
+    }
+}
+
+/// The `[egress]` table: bounds and timings of every live reader (the hub's
+/// subscribers behind `loggregator.v2.Egress` and `GET /v2/read`, and the store-driven
+/// follows of `weir.v1` and `GET /v1/entries?follow=true`).
+///
+/// The defaults are upstream's (PROTOCOLS.md §2.2, §3.2): RLP's 10 000-envelope buffer
+/// and 1 000 streams, Doppler's batches of 100 or 100 ms, the gateway's 15 s heartbeat
+/// and 14 min stream timeout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EgressConfig {
+    /// Envelopes each live subscriber may have waiting (its diode). When full, the
+    /// oldest is overwritten and counted as dropped for that subscriber.
+    pub diode_capacity: usize,
+    /// Most egress streams open at once (gRPC `Receiver`/`BatchedReceiver`, `/v2/read`,
+    /// follows). One more is refused: `RESOURCE_EXHAUSTED` or HTTP 503.
+    pub max_streams: usize,
+    /// Most envelopes in one batch toward a consumer.
+    pub batch_size: usize,
+    /// A batch that is not full is sent this many milliseconds after its first envelope.
+    pub flush_interval_ms: u64,
+    /// `/v2/read` writes a heartbeat event after this many milliseconds without data.
+    pub heartbeat_interval_ms: u64,
+    /// `/v2/read` writes its closing event and ends after this many milliseconds,
+    /// however busy the stream is (an absolute limit, as upstream's gateway).
+    pub stream_timeout_ms: u64,
+    /// At most one drop warning per subscriber per this many milliseconds; also how
+    /// often the per-subscriber drop metric catches up.
+    pub drop_report_interval_ms: u64,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            diode_capacity: 10_000,
+            max_streams: 1_000,
+            batch_size: 100,
+            flush_interval_ms: 100,
+            heartbeat_interval_ms: 15_000,
+            stream_timeout_ms: 14 * 60 * 1_000,
+            drop_report_interval_ms: 1_000,
         }
     }
 }

@@ -4,6 +4,8 @@
 //!
 //! - [`collector`]: the pipeline ([`Collector::process`], [`Collector::ingest_envelopes`]).
 //! - [`state_cache`]: the stream-state cache in front of the registry.
+//! - [`hub`]: the live hub: stored envelopes fanned out to subscribers, each behind its
+//!   own diode, with Loggregator's selectors and shard groups.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`grpc`]: `loggregator.v2.Ingress`, `weir.v1.Ingest`, `weir.v1.Streams`.
 //! - [`http`]: `/healthz`, `/v1/streams`, `/v1/stream`, `/v1/entries`, `/metrics`.
@@ -15,12 +17,14 @@ pub mod collector;
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod hub;
 pub mod info;
 pub mod metrics;
 pub mod server;
 pub mod state_cache;
 
 pub use collector::{Collector, IngestReport};
-pub use config::CollectorConfig;
+pub use config::{CollectorConfig, EgressConfig};
+pub use hub::Hub;
 pub use metrics::Metrics;
 pub use server::{Server, ServerError};

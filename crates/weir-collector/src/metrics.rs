@@ -11,6 +11,11 @@
 //! | `weir_streams_registered_total` | | streams newly registered |
 //! | `weir_bundles_total` | | weir.v1 bundles processed |
 //! | `weir_stream_state_cache_entries` | | streams held in the stream-state cache |
+//! | `weir_hub_published_envelopes_total` | | newly stored envelopes handed to the live hub (wanted by at least one subscription) |
+//! | `weir_egress_delivered_envelopes_total` | `egress` | envelopes live subscribers took out of their buffers |
+//! | `weir_egress_dropped_envelopes_total` | `egress` | envelopes live subscribers lost (overwritten in their buffers), all subscribers ever |
+//! | `weir_subscriber_dropped_envelopes_total` | `egress`, `subscriber` | the same per live subscriber; the series goes when the subscriber ends |
+//! | `weir_egress_streams` | `egress` | egress streams open now (live subscribers and follows) |
 //!
 //! Every rejection is counted exactly once, under the first reason that applies.
 //! Counters with labels are resolved once here, so the hot path only adds to atomics.
@@ -47,11 +52,13 @@ pub enum RejectReason {
     Unavailable,
     /// A reader asked for a stream that does not exist.
     NotFound,
+    /// An egress stream was refused: `egress.max_streams` are open.
+    TooManyStreams,
 }
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::InvalidPath,
         RejectReason::InvalidEnvelope,
         RejectReason::InvalidRequest,
@@ -61,6 +68,7 @@ impl RejectReason {
         RejectReason::Conflict,
         RejectReason::Unavailable,
         RejectReason::NotFound,
+        RejectReason::TooManyStreams,
     ];
 
     /// The `reason` label value.
@@ -75,6 +83,7 @@ impl RejectReason {
             RejectReason::Conflict => "conflict",
             RejectReason::Unavailable => "unavailable",
             RejectReason::NotFound => "not_found",
+            RejectReason::TooManyStreams => "too_many_streams",
         }
     }
 }
@@ -109,6 +118,57 @@ impl DropReason {
             DropReason::Refused => "refused",
         }
     }
+}
+
+/// The egress a live reader uses (the `egress` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Egress {
+    /// A reader inside the process (tests, benchmarks, later the web viewer).
+    InProcess,
+    /// `loggregator.v2.Egress/Receiver`.
+    Receiver,
+    /// `loggregator.v2.Egress/BatchedReceiver`.
+    BatchedReceiver,
+    /// `GET /v2/read` (SSE).
+    V2Read,
+    /// `weir.v1.Streams/Follow`.
+    Follow,
+    /// `GET /v1/entries?follow=true` (SSE).
+    EntriesFollow,
+}
+
+impl Egress {
+    /// Every egress, in label order.
+    pub const ALL: [Egress; 6] = [
+        Egress::InProcess,
+        Egress::Receiver,
+        Egress::BatchedReceiver,
+        Egress::V2Read,
+        Egress::Follow,
+        Egress::EntriesFollow,
+    ];
+
+    /// The `egress` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Egress::InProcess => "in_process",
+            Egress::Receiver => "receiver",
+            Egress::BatchedReceiver => "batched_receiver",
+            Egress::V2Read => "v2_read",
+            Egress::Follow => "follow",
+            Egress::EntriesFollow => "entries_follow",
+        }
+    }
+}
+
+/// Labels of a per-subscriber series: `egress` and `subscriber`.
+type SubscriberLabels = [(&'static str, String); 2];
+
+fn subscriber_labels(egress: Egress, subscriber: &str) -> SubscriberLabels {
+    [
+        ("egress", egress.as_str().to_string()),
+        ("subscriber", subscriber.to_string()),
+    ]
 }
 
 /// Ingress protocols, the `protocol` label of `weir_received_envelopes_total`.
@@ -148,6 +208,11 @@ struct Inner {
     registered: Counter,
     bundles: Counter,
     cached_streams: Gauge,
+    hub_published: Counter,
+    delivered: [Counter; Egress::ALL.len()],
+    egress_dropped: [Counter; Egress::ALL.len()],
+    subscriber_dropped: Family<SubscriberLabels, Counter>,
+    egress_streams: [Gauge; Egress::ALL.len()],
 }
 
 impl Default for Metrics {
@@ -223,6 +288,41 @@ impl Metrics {
             "Streams held in the collector's stream-state cache",
             cached_streams.clone(),
         );
+        let hub_published = Counter::default();
+        registry.register(
+            "weir_hub_published_envelopes",
+            "Newly stored envelopes handed to the live hub (wanted by at least one subscription)",
+            hub_published.clone(),
+        );
+        let by_egress = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<Labels, Counter>::default();
+            registry.register(name, help, family.clone());
+            Egress::ALL.map(|e| family.get_or_create_owned(&[("egress", e.as_str())]))
+        };
+        let delivered = by_egress(
+            &mut registry,
+            "weir_egress_delivered_envelopes",
+            "Envelopes live subscribers took out of their buffers, by egress",
+        );
+        let egress_dropped = by_egress(
+            &mut registry,
+            "weir_egress_dropped_envelopes",
+            "Envelopes live subscribers lost (overwritten in their buffers), by egress, all subscribers ever",
+        );
+        let subscriber_dropped = Family::<SubscriberLabels, Counter>::default();
+        registry.register(
+            "weir_subscriber_dropped_envelopes",
+            "Envelopes a live subscriber lost (overwritten in its buffer); the series goes when the subscriber ends",
+            subscriber_dropped.clone(),
+        );
+        let streams_family = Family::<Labels, Gauge>::default();
+        registry.register(
+            "weir_egress_streams",
+            "Egress streams open now (live subscribers and follows), by egress",
+            streams_family.clone(),
+        );
+        let egress_streams =
+            Egress::ALL.map(|e| streams_family.get_or_create_owned(&[("egress", e.as_str())]));
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -236,8 +336,79 @@ impl Metrics {
                 registered,
                 bundles,
                 cached_streams,
+                hub_published,
+                delivered,
+                egress_dropped,
+                subscriber_dropped,
+                egress_streams,
             }),
         }
+    }
+
+    /// Counts `n` envelopes published to the live hub.
+    pub fn hub_published(&self, n: u64) {
+        if n > 0 {
+            self.inner.hub_published.inc_by(n);
+        }
+    }
+
+    /// Counts `n` envelopes delivered to live subscribers of `egress`.
+    pub fn delivered(&self, egress: Egress, n: u64) {
+        if n > 0 {
+            self.inner.delivered[egress as usize].inc_by(n);
+        }
+    }
+
+    /// Counts `n` envelopes lost by the live subscriber `subscriber` of `egress`.
+    pub fn subscriber_dropped(&self, egress: Egress, subscriber: &str, n: u64) {
+        if n > 0 {
+            self.inner.egress_dropped[egress as usize].inc_by(n);
+            self.inner
+                .subscriber_dropped
+                .get_or_create(&subscriber_labels(egress, subscriber))
+                .inc_by(n);
+        }
+    }
+
+    /// Removes an ended subscriber's series (its drops stay in the `egress` total).
+    pub fn subscriber_ended(&self, egress: Egress, subscriber: &str) {
+        self.inner
+            .subscriber_dropped
+            .remove(&subscriber_labels(egress, subscriber));
+    }
+
+    /// Moves the count of open `egress` streams by `delta`.
+    pub fn egress_streams_add(&self, egress: Egress, delta: i64) {
+        self.inner.egress_streams[egress as usize].inc_by(delta);
+    }
+
+    /// Current value of `weir_hub_published_envelopes_total`.
+    pub fn hub_published_count(&self) -> u64 {
+        self.inner.hub_published.get()
+    }
+
+    /// Current value of `weir_egress_delivered_envelopes_total{egress}`.
+    pub fn delivered_count(&self, egress: Egress) -> u64 {
+        self.inner.delivered[egress as usize].get()
+    }
+
+    /// Current value of `weir_egress_dropped_envelopes_total{egress}`.
+    pub fn egress_dropped_count(&self, egress: Egress) -> u64 {
+        self.inner.egress_dropped[egress as usize].get()
+    }
+
+    /// Current value of `weir_subscriber_dropped_envelopes_total{egress,subscriber}`
+    /// (`None` when the series does not exist: no drop yet, or the subscriber ended).
+    pub fn subscriber_dropped_count(&self, egress: Egress, subscriber: &str) -> Option<u64> {
+        self.inner
+            .subscriber_dropped
+            .get(&subscriber_labels(egress, subscriber))
+            .map(|c| c.get())
+    }
+
+    /// Current value of `weir_egress_streams{egress}`.
+    pub fn egress_streams(&self, egress: Egress) -> i64 {
+        self.inner.egress_streams[egress as usize].get()
     }
 
     /// Counts `n` envelopes received over `protocol` (see [`protocol`]).

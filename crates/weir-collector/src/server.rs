@@ -14,8 +14,9 @@
 //! the real ports before serving. [`Server::run`] serves until its `shutdown` future
 //! completes, then shuts down in this order:
 //!
-//! 1. stop accepting connections; client streams (`Sender`, `BatchSender`) and follows
-//!    end with `Unavailable`, and new calls are answered `unavailable`;
+//! 1. stop accepting connections; client streams (`Sender`, `BatchSender`), egress
+//!    streams (`Receiver`, `BatchedReceiver`, `/v2/read`) and follows end (gRPC ones
+//!    with `Unavailable`), and new calls are answered `unavailable`;
 //! 2. wait for the work under way to finish ([`Collector::close`]);
 //! 3. wait up to [`SHUTDOWN_GRACE`] for the servers to finish their connections;
 //! 4. close the store.
@@ -148,15 +149,16 @@ impl Server {
         } = self;
         let stop = CancellationToken::new();
 
-        let (ingress, ingest, streams) = crate::grpc::services(&collector);
+        let services = crate::grpc::services(&collector);
         let grpc_server = tonic::transport::Server::builder()
             // Bundles of many streams are large: bigger HTTP/2 windows keep them moving.
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(8 << 20))
             .layer(MalformedRequestLayer::new(metrics))
-            .add_service(ingress)
-            .add_service(ingest)
-            .add_service(streams)
+            .add_service(services.ingress)
+            .add_service(services.egress)
+            .add_service(services.ingest)
+            .add_service(services.streams)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(grpc).with_nodelay(Some(true)),
                 stop.clone().cancelled_owned(),
@@ -164,7 +166,9 @@ impl Server {
         let mut grpc_task: JoinHandle<Result<(), ServerError>> =
             tokio::spawn(async move { grpc_server.await.map_err(ServerError::Grpc) });
 
-        let http_server = axum::serve(http, crate::http::router(collector.clone()))
+        let app = crate::http::router(collector.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let http_server = axum::serve(http, app)
             .with_graceful_shutdown(stop.clone().cancelled_owned())
             .into_future();
         let mut http_task: JoinHandle<Result<(), ServerError>> =

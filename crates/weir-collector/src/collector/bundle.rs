@@ -22,6 +22,7 @@
 //! 5. The entries are appended with the producer's secret. The store's answer maps to
 //!    the result: `stored_next` (plus `duplicates`), `gap_expected`, `conflict_index`,
 //!    `terminated_count`, `wrong_secret`, or `unavailable` for a store failure.
+//!    What was newly stored (not the duplicates) is published to the live hub.
 //! 6. With a terminal count, the stream is terminated: an incompatible count is
 //!    `invalid` naming both counts, a wrong secret `wrong_secret`.
 //!
@@ -359,6 +360,7 @@ impl Collector {
     ) -> Result<Accepted, Refusal> {
         self.register(path, registration).await?;
         let len = entries.len() as u64;
+        let live = self.hub().prepare(&entries);
         let req = AppendRequest {
             path: path.to_string(),
             owner: owner.clone(),
@@ -369,6 +371,11 @@ impl Collector {
             Ok(AppendOutcome::Stored {
                 next, duplicates, ..
             }) => {
+                // The store reports the resent entries at the start of the append as
+                // duplicates; only the ones after them are new.
+                if let Some(live) = live {
+                    live.publish_from(usize::try_from(duplicates).unwrap_or(usize::MAX));
+                }
                 let metrics = self.metrics();
                 metrics.stored(len.saturating_sub(duplicates));
                 metrics.duplicates(duplicates);

@@ -10,6 +10,7 @@
 //! (`weir_dropped_envelopes_total{reason="invalid_envelope"}`), never failing the
 //! others. The rest are grouped by stream, keeping arrival order, and each group is one
 //! store append. A store failure is reported so the gRPC layer can answer `Unavailable`.
+//! What the store stored is then published to the live hub.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -126,6 +127,7 @@ impl Collector {
             .ensure_registered(&path, &registration)
             .await
             .map_err(|e| (DropReason::Unavailable, e.to_string()))?;
+        let live = self.hub().prepare(&group.envs);
         let req = AppendRequest {
             path: path.clone(),
             owner: Owner::Collector,
@@ -133,7 +135,12 @@ impl Collector {
             entries: group.envs,
         };
         match self.store().append(req).await {
-            Ok(AppendOutcome::Stored { duplicates, .. }) => Ok(duplicates),
+            Ok(AppendOutcome::Stored { duplicates, .. }) => {
+                if let Some(live) = live {
+                    live.publish_from(usize::try_from(duplicates).unwrap_or(usize::MAX));
+                }
+                Ok(duplicates)
+            }
             Ok(AppendOutcome::NotRegistered) => {
                 // The stream vanished behind the cache: register it again for the
                 // client's retry, and answer Unavailable for this batch.

@@ -10,6 +10,9 @@
 //!   `loggregator.rs`.
 //! - [`Collector::close`] stops taking work and waits for the work under way.
 //!
+//! Whatever the store acknowledges as newly written (not a duplicate) is then published
+//! to the live [`Hub`], for `loggregator.v2.Egress` and `/v2/read` subscribers.
+//!
 //! Every refusal and every drop is counted in [`Metrics`] exactly once, here.
 
 mod bundle;
@@ -27,6 +30,7 @@ pub use bundle::{DEFAULT_CONTENT_TYPE, MAX_SECRET_BYTES};
 pub use loggregator::IngestReport;
 
 use crate::config::CollectorConfig;
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::state_cache::StateCache;
 
@@ -39,6 +43,7 @@ pub struct Collector {
 struct Inner {
     store: Arc<dyn Store>,
     cache: StateCache,
+    hub: Hub,
     metrics: Metrics,
     limits: Limits,
     workers: usize,
@@ -72,6 +77,7 @@ impl Collector {
             inner: Arc::new(Inner {
                 store,
                 cache,
+                hub: Hub::new(config.egress.clone(), metrics.clone()),
                 metrics,
                 limits: config.limits.clone(),
                 workers,
@@ -89,6 +95,22 @@ impl Collector {
     /// The collector's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The live hub that egress subscribers read from.
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// The `[egress]` configuration.
+    pub fn egress_config(&self) -> &crate::config::EgressConfig {
+        self.inner.hub.config()
+    }
+
+    /// A token cancelled when [`close`](Self::close) begins, for long-lived tasks that
+    /// outlive a borrow of the collector (egress streams).
+    pub fn closing_token(&self) -> CancellationToken {
+        self.inner.closing.clone()
     }
 
     /// The limits producers are held to.

@@ -2,6 +2,8 @@
 //!
 //! - `loggregator.v2.Ingress` ([`ingress`]): `Sender`, `BatchSender`, `Send`, wire-compatible
 //!   with go-loggregator clients (PROTOCOLS.md §2.1).
+//! - `loggregator.v2.Egress` ([`egress`]): `Receiver`, `BatchedReceiver`: live
+//!   envelopes from the hub, with selectors and shard groups (PROTOCOLS.md §2.2–2.3).
 //! - `weir.v1.Ingest` ([`ingest`]): `Send` a bundle, get one result per stream.
 //! - `weir.v1.Streams` ([`streams`], [`follow`]): `List`, `Get`, `Read`, `Follow`.
 //!
@@ -10,6 +12,7 @@
 //! problem and counted as `weir_rejected_total{reason="invalid_request"}`
 //! ([`malformed`]).
 
+pub mod egress;
 pub mod follow;
 pub mod ingest;
 pub mod ingress;
@@ -18,6 +21,7 @@ pub mod streams;
 
 use tonic::Status;
 use weir_proto::codec::malformed_request;
+use weir_proto::lv2::egress_server::EgressServer;
 use weir_proto::lv2::ingress_server::IngressServer;
 use weir_proto::wv1::ingest_server::IngestServer;
 use weir_proto::wv1::streams_server::StreamsServer;
@@ -25,24 +29,28 @@ use weir_proto::wv1::streams_server::StreamsServer;
 use crate::collector::Collector;
 use crate::metrics::RejectReason;
 
-/// The three services over `collector`, each limited to `limits.max_request_bytes`
-/// per decoded message.
-pub fn services(
-    collector: &Collector,
-) -> (
-    IngressServer<ingress::IngressService>,
-    IngestServer<ingest::IngestService>,
-    StreamsServer<streams::StreamsService>,
-) {
+/// The gRPC services over `collector`, each limited to `limits.max_request_bytes` per
+/// decoded message.
+pub struct Services {
+    pub ingress: IngressServer<ingress::IngressService>,
+    pub egress: EgressServer<egress::EgressService>,
+    pub ingest: IngestServer<ingest::IngestService>,
+    pub streams: StreamsServer<streams::StreamsService>,
+}
+
+/// Every gRPC service over `collector`; see [`Services`].
+pub fn services(collector: &Collector) -> Services {
     let max = collector.limits().max_request_bytes;
-    (
-        IngressServer::new(ingress::IngressService::new(collector.clone()))
+    Services {
+        ingress: IngressServer::new(ingress::IngressService::new(collector.clone()))
             .max_decoding_message_size(max),
-        IngestServer::new(ingest::IngestService::new(collector.clone()))
+        egress: EgressServer::new(egress::EgressService::new(collector.clone()))
             .max_decoding_message_size(max),
-        StreamsServer::new(streams::StreamsService::new(collector.clone()))
+        ingest: IngestServer::new(ingest::IngestService::new(collector.clone()))
             .max_decoding_message_size(max),
-    )
+        streams: StreamsServer::new(streams::StreamsService::new(collector.clone()))
+            .max_decoding_message_size(max),
+    }
 }
 
 /// Maps an error from reading a client's message stream: a message over the size

@@ -2,6 +2,8 @@
 //! directory, a collector server on 127.0.0.1:0, envelope builders.
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -16,11 +18,17 @@ use weir_store::{FjallConfig, FjallStore, FsyncPolicy, Store, StoredEntry};
 
 /// A store in a fresh temporary directory (kept alive by the returned guard).
 pub fn open_store() -> (TempDir, Arc<dyn Store>) {
+    open_store_with(FjallConfig::default())
+}
+
+/// A store with this configuration (its data dir and fsync policy replaced) in a fresh
+/// temporary directory.
+pub fn open_store_with(config: FjallConfig) -> (TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = FjallStore::open(FjallConfig {
         data_dir: dir.path().to_path_buf(),
         fsync: FsyncPolicy::Never,
-        ..FjallConfig::default()
+        ..config
     })
     .expect("open store");
     (dir, Arc::new(store))
@@ -110,10 +118,17 @@ impl TestServer {
         Self::start_with(CollectorConfig::default()).await
     }
 
-    pub async fn start_with(mut config: CollectorConfig) -> Self {
+    pub async fn start_with(config: CollectorConfig) -> Self {
+        Self::start_with_store(config, open_store()).await
+    }
+
+    /// A server over a store of the caller's.
+    pub async fn start_with_store(
+        mut config: CollectorConfig,
+        (dir, store): (TempDir, Arc<dyn Store>),
+    ) -> Self {
         config.grpc_addr = "127.0.0.1:0".parse().expect("addr");
         config.http_addr = "127.0.0.1:0".parse().expect("addr");
-        let (dir, store) = open_store();
         let server = Server::bind(config, store.clone()).await.expect("bind");
         let (stop, stopped) = oneshot::channel::<()>();
         let (grpc, http) = (server.grpc_addr(), server.http_addr());

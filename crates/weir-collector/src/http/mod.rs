@@ -17,12 +17,16 @@
 //! `unavailable` when the store fails. Each is counted once in `weir_rejected_total`.
 //! `follow=true` is not supported yet (400).
 
+pub mod read;
+pub mod read_query;
+pub mod sse;
+
 use std::collections::HashMap;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use weir_core::StreamPath;
@@ -42,6 +46,7 @@ pub fn router(collector: Collector) -> Router {
         .route("/v1/streams", get(list_streams))
         .route("/v1/stream", get(get_stream))
         .route("/v1/entries", get(get_entries))
+        .route("/v2/read", any(read::handler))
         .route("/metrics", get(metrics))
         .with_state(collector)
 }

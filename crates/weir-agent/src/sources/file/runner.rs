@@ -1,0 +1,331 @@
+//! The source's loop, on its own thread: discover paths, poll files, read, hand out.
+//!
+//! File reads are blocking system calls, so the source runs on a thread of its own with
+//! a single-threaded tokio runtime: reads happen inline, and the awaits are only where
+//! the source must wait — for room in the channel, for acknowledgements to free room in
+//! the book, for the next poll, or for shutdown. While any stream has data, the loop
+//! reads one chunk per stream in turn (so one busy file cannot starve the others); when
+//! none has, it sleeps until the next poll.
+//!
+//! Each round of polling re-runs the globs (new paths become streams) and stats every
+//! followed file (rotation, truncation, deletion: see [`stream`](super::stream)).
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::Line;
+use super::config::{FileSourceConfig, ReadFrom};
+use super::discover::Matcher;
+use super::resume::resume;
+use super::stats::{FileSourceStats, add};
+use super::stream::{Ctx, Step, StreamTail};
+use super::tail::{TailedFile, end_offset};
+use super::template::StreamTemplate;
+
+/// Most skipped paths remembered (so each is logged and counted once).
+const MAX_SKIPPED: usize = 10_000;
+/// Most bytes looked at backwards for the last `\n` with `read_from = "end"`.
+const END_WINDOW: usize = 1024 * 1024;
+
+/// Whether the loop goes on.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Lines handed out and not yet added to the counters.
+#[derive(Default)]
+struct Sent {
+    lines: u64,
+    bytes: u64,
+    split: u64,
+}
+
+impl Sent {
+    fn add(&mut self, (bytes, split): (u64, u64)) {
+        self.lines += 1;
+        self.bytes += bytes;
+        self.split += split;
+    }
+
+    fn flush(&mut self, stats: &FileSourceStats) {
+        add(&stats.lines_read, self.lines);
+        add(&stats.bytes_read, self.bytes);
+        add(&stats.lines_split, self.split);
+        *self = Sent::default();
+    }
+}
+
+pub(crate) struct Runner {
+    pub config: FileSourceConfig,
+    pub matcher: Matcher,
+    pub template: StreamTemplate,
+    pub ctx: Ctx,
+    pub streams: Vec<StreamTail>,
+    pub by_name: HashMap<Arc<str>, usize>,
+    pub by_path: HashMap<PathBuf, usize>,
+    pub skipped: HashSet<PathBuf>,
+    pub tx: mpsc::Sender<Line>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Runner {
+    /// Runs until shutdown is signalled (or its sender dropped), or the channel closes.
+    pub async fn run(mut self) {
+        let interval = self.config.poll_interval();
+        self.discover(true);
+        let mut next_poll = Instant::now();
+        loop {
+            if self.stopping() {
+                return;
+            }
+            if Instant::now() >= next_poll {
+                self.discover(false);
+                for st in &mut self.streams {
+                    st.poll(&mut self.ctx);
+                }
+                add(&self.ctx.stats.polls, 1);
+                next_poll = Instant::now() + interval;
+            }
+            let mut progressed = false;
+            for i in 0..self.streams.len() {
+                match self.streams[i].step(&mut self.ctx) {
+                    Step::Ready => {
+                        progressed = true;
+                        if let Flow::Stop = self.hand_out(i).await {
+                            return;
+                        }
+                    }
+                    Step::Progress => progressed = true,
+                    Step::Idle => {}
+                }
+            }
+            if !progressed {
+                let mut shutdown = self.shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_poll) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow() || self.shutdown.has_changed().is_err()
+    }
+
+    /// Waits for `d`, or less when stopping; says which.
+    async fn pause(&self, d: std::time::Duration) -> Flow {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Flow::Continue,
+            _ = shutdown.wait_for(|stop| *stop) => Flow::Stop,
+        }
+    }
+
+    /// Hands the ready lines of stream `i` out, in order, registering each in the book
+    /// first; waits (back-pressure) while the book or the channel is full.
+    async fn hand_out(&mut self, i: usize) -> Flow {
+        loop {
+            if self.streams[i].ready.is_empty() {
+                return Flow::Continue;
+            }
+            if self.ctx.needs_persist {
+                match self.ctx.shared.persist() {
+                    Ok(()) => self.ctx.needs_persist = false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "file source: writing checkpoints failed; \
+                            holding lines back until it succeeds");
+                        if let Flow::Stop = self.pause(self.config.poll_interval()).await {
+                            return Flow::Stop;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let room = self.ctx.shared.room();
+            if room == 0 {
+                add(&self.ctx.stats.backpressure_waits, 1);
+                if let Some(cur) = self.streams[i].current.as_mut() {
+                    cur.recheck = true;
+                }
+                let shared = self.ctx.shared.clone();
+                let mut shutdown = self.shutdown.clone();
+                tokio::select! {
+                    _ = shared.room_freed() => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return Flow::Stop,
+                }
+                continue;
+            }
+            let st = &mut self.streams[i];
+            // Lines are only read from the current file, and a file is let go only once
+            // its lines are out, so there is always a current file here.
+            let Some(identity) = st.current.as_ref().map(|c| c.identity) else {
+                return Flow::Continue;
+            };
+            let n = room.min(st.ready.len());
+            let first = self
+                .ctx
+                .shared
+                .register(&st.name, st.ready.iter().take(n).map(|p| p.end_offset));
+            // Counted in batches, and before any wait, so the counters are exact
+            // whenever the source is held back.
+            let mut sent = Sent::default();
+            for index in first..first + n as u64 {
+                let Some(piece) = st.ready.pop_front() else {
+                    break;
+                };
+                let counts = (piece.bytes.len() as u64, u64::from(piece.split));
+                let line = Line {
+                    stream: st.name.clone(),
+                    index,
+                    bytes: piece.bytes,
+                    file_offset_end: piece.end_offset,
+                    file_identity: identity,
+                    split: piece.split,
+                };
+                match self.tx.try_send(line) {
+                    Ok(()) => sent.add(counts),
+                    Err(mpsc::error::TrySendError::Full(line)) => {
+                        sent.flush(&self.ctx.stats);
+                        add(&self.ctx.stats.backpressure_waits, 1);
+                        if let Some(cur) = st.current.as_mut() {
+                            cur.recheck = true;
+                        }
+                        let mut shutdown = self.shutdown.clone();
+                        tokio::select! {
+                            result = self.tx.send(line) => match result {
+                                Ok(()) => sent.add(counts),
+                                Err(_) => return Flow::Stop,
+                            },
+                            _ = shutdown.wait_for(|stop| *stop) => return Flow::Stop,
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        sent.flush(&self.ctx.stats);
+                        return Flow::Stop;
+                    }
+                }
+            }
+            sent.flush(&self.ctx.stats);
+        }
+    }
+
+    /// Runs the globs and follows new paths. At the first run, paths with a stored
+    /// checkpoint come first (so they claim their rotated files before any other path
+    /// can), including paths that do not exist now but still match the globs.
+    fn discover(&mut self, first: bool) {
+        let scan = self.matcher.scan(self.config.max_streams + 1);
+        for e in &scan.errors {
+            add(&self.ctx.stats.read_errors, 1);
+            tracing::debug!(error = %e, "file source: glob could not read an entry");
+        }
+        let mut fresh: Vec<PathBuf> = scan
+            .paths
+            .into_iter()
+            .filter(|p| !self.by_path.contains_key(p) && !self.skipped.contains(p))
+            .collect();
+        if first {
+            for (_, path) in self.ctx.shared.inactive_paths() {
+                let path = PathBuf::from(path);
+                if self.matcher.matches(&path) && !fresh.contains(&path) {
+                    fresh.push(path);
+                }
+            }
+            let has_checkpoint = |p: &PathBuf| {
+                self.template
+                    .render(p)
+                    .is_ok_and(|s| self.ctx.shared.stored(s.as_str()).is_some())
+            };
+            fresh.sort_by_key(|p| !has_checkpoint(p));
+        }
+        for path in fresh {
+            self.follow(path, first);
+        }
+    }
+
+    /// Makes `path` a stream (or skips it, saying why).
+    fn follow(&mut self, path: PathBuf, first: bool) {
+        if self.streams.len() >= self.config.max_streams {
+            return self.skip(path, "max_streams reached");
+        }
+        let name = match self.template.render(&path) {
+            Ok(n) => n,
+            Err(e) => return self.skip(path, &format!("its stream path is invalid: {e}")),
+        };
+        if self.by_name.contains_key(name.as_str()) {
+            return self.skip(path, "another path has the same stream name");
+        }
+        let name: Arc<str> = name.as_str().into();
+        let ctx = &mut self.ctx;
+        let path_text = path.to_string_lossy().into_owned();
+        let mut st = StreamTail::new(name.clone(), path.clone());
+        if let Some(cp) = ctx.shared.stored(&name) {
+            let mut files = resume(&cp, &path, ctx.fingerprint_bytes, ctx.max_line);
+            files.retain(|f| !ctx.registry.is_taken(&f.file, &f.identity));
+            let mut files = files.into_iter();
+            match files.next() {
+                Some(cur) => {
+                    ctx.shared.begin_stream(
+                        &name,
+                        path_text,
+                        cur.identity,
+                        cur.offset(),
+                        cp.next_index,
+                    );
+                    st.current = Some(cur);
+                }
+                None => {
+                    ctx.shared
+                        .begin_stream(&name, path_text, cp.file, cp.offset, cp.next_index)
+                }
+            }
+            st.queue.extend(files);
+            ctx.shared
+                .set_queued(&name, st.queue.iter().map(|f| f.identity).collect());
+            tracing::info!(stream = %name, path = %path.display(), next_index = cp.next_index,
+                files = st.current.iter().count() + st.queue.len(),
+                "file source: resuming from checkpoint");
+        } else {
+            let mut file = match TailedFile::open(&path, ctx.fingerprint_bytes, ctx.max_line) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+                Err(e) => return ctx.read_error("open", &path, &e),
+            };
+            if ctx.registry.is_taken(&file.file, &file.identity) {
+                return;
+            }
+            if first && self.config.read_from == ReadFrom::End {
+                match end_offset(&file.file, END_WINDOW) {
+                    Ok(offset) => file.splitter.reset(offset),
+                    Err(e) => return ctx.read_error("seeking to the end", &path, &e),
+                }
+            }
+            ctx.shared
+                .begin_stream(&name, path_text, file.identity, file.offset(), 0);
+            st.current = Some(file);
+        }
+        for f in st.current.iter().chain(st.queue.iter()) {
+            ctx.registry.claim(f.key(), &name);
+            add(&ctx.stats.files_opened, 1);
+        }
+        ctx.needs_persist = true;
+        let i = self.streams.len();
+        self.streams.push(st);
+        self.by_name.insert(name, i);
+        self.by_path.insert(path, i);
+    }
+
+    fn skip(&mut self, path: PathBuf, why: &str) {
+        add(&self.ctx.stats.paths_skipped, 1);
+        tracing::warn!(path = %path.display(), "file source: not following this path: {why}");
+        if self.skipped.len() < MAX_SKIPPED {
+            self.skipped.insert(path);
+        }
+    }
+}
