@@ -6,6 +6,7 @@
 //! - [`state_cache`]: the stream-state cache in front of the registry.
 //! - [`hub`]: the live hub: stored envelopes fanned out to subscribers, each behind its
 //!   own diode, with Loggregator's selectors and shard groups.
+//! - [`follow`]: following a stream or a prefix from the store, history then live.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`grpc`]: `loggregator.v2.Ingress`, `weir.v1.Ingest`, `weir.v1.Streams`.
 //! - [`http`]: `/healthz`, `/v1/streams`, `/v1/stream`, `/v1/entries`, `/metrics`.
@@ -15,6 +16,7 @@
 
 pub mod collector;
 pub mod config;
+pub mod follow;
 pub mod grpc;
 pub mod http;
 pub mod hub;

@@ -359,6 +359,7 @@ async fn follow_sends_history_then_live_then_ends_at_termination() {
         .follow(FollowRequest {
             path: path.into(),
             from: 1,
+            ..Default::default()
         })
         .await
         .expect("follow")
@@ -406,6 +407,7 @@ async fn follow_of_unknown_stream_is_not_found() {
         .follow(FollowRequest {
             path: "no/+/such".into(),
             from: 0,
+            ..Default::default()
         })
         .await
         .expect_err("unknown");

@@ -144,10 +144,10 @@ async fn errors_are_json_naming_the_parameter_and_counted() {
             "\"limit\"",
         ),
         (
-            "/v1/entries?path=web/%2B/app&follow=true",
+            "/v1/entries?path=web/%2B/app&prefix=web/&follow=true",
             400,
             "invalid_request",
-            "follow",
+            "\"prefix\"",
         ),
         (
             "/v1/streams?limit=many",

@@ -1,10 +1,10 @@
-//! `weir.v1.Streams`: list streams, get one, read entries, follow a stream.
+//! `weir.v1.Streams`: list streams, get one, read entries, follow a stream or a prefix
+//! (see [`super::follow`]).
 //!
 //! Paths are checked with `StreamPath::parse` (an invalid one is `InvalidArgument`
 //! naming the rule); an unknown stream is `NotFound`; a store failure `Unavailable`.
 //! Each refusal is counted once in `weir_rejected_total`.
 
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use weir_core::StreamPath;
 use weir_proto::wv1::{
@@ -15,8 +15,9 @@ use weir_store::ReadBatch;
 
 use super::{refuse, unavailable};
 use crate::collector::Collector;
+use crate::follow::Target;
 use crate::info::stream_info;
-use crate::metrics::RejectReason;
+use crate::metrics::{Egress, RejectReason};
 
 /// Streams listed or entries read when the request asks for 0.
 pub const DEFAULT_LIMIT: u32 = 1000;
@@ -145,23 +146,61 @@ impl Streams for StreamsService {
         }
     }
 
-    type FollowStream = ReceiverStream<Result<ReadResponse, Status>>;
+    type FollowStream = super::egress::ResponseStream<ReadResponse>;
 
     async fn follow(
         &self,
         request: Request<FollowRequest>,
     ) -> Result<Response<Self::FollowStream>, Status> {
         let req = request.into_inner();
-        self.check_path(&req.path)?;
-        match self.collector.store().stream(&req.path).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(self.not_found(&req.path)),
-            Err(e) => return Err(unavailable(&self.collector, e)),
+        let target = match (req.path.is_empty(), req.prefix.is_empty()) {
+            (false, true) => {
+                self.check_path(&req.path)?;
+                match self.collector.store().stream(&req.path).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Err(self.not_found(&req.path)),
+                    Err(e) => return Err(unavailable(&self.collector, e)),
+                }
+                Target::Stream(req.path)
+            }
+            (true, false) => Target::Prefix(req.prefix),
+            (false, false) => {
+                return Err(refuse(
+                    &self.collector,
+                    RejectReason::InvalidRequest,
+                    Status::invalid_argument("set either path or prefix, not both"),
+                ));
+            }
+            (true, true) => {
+                return Err(refuse(
+                    &self.collector,
+                    RejectReason::InvalidRequest,
+                    Status::invalid_argument("path or prefix is required"),
+                ));
+            }
+        };
+        if self.collector.is_closed() {
+            return Err(unavailable(
+                &self.collector,
+                "the collector is shutting down",
+            ));
         }
-        Ok(Response::new(super::follow::start(
+        let permit = self
+            .collector
+            .hub()
+            .open_stream(Egress::Follow)
+            .map_err(|e| {
+                refuse(
+                    &self.collector,
+                    RejectReason::TooManyStreams,
+                    Status::resource_exhausted(e.to_string()),
+                )
+            })?;
+        Ok(Response::new(Box::pin(super::follow::start(
             self.collector.clone(),
-            req.path,
+            target,
             req.from,
-        )))
+            permit,
+        ))))
     }
 }

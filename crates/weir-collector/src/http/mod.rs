@@ -6,6 +6,9 @@
 //! | `GET /v1/streams?prefix=&after=&limit=` | JSON array of streams (see [`crate::info::stream_json`]) |
 //! | `GET /v1/stream?path=` | one stream, or 404 |
 //! | `GET /v1/entries?path=&from=&limit=` | `{"stream": …, "started_at": N, "below_low_water": bool, "entries": [people JSON …]}` |
+//! | `GET /v1/entries?path=&from=&follow=true` | SSE: one stream's entries, history then live, until it is terminated ([`follow`]) |
+//! | `GET /v1/entries?prefix=&from=&follow=true` | SSE: every stream under a prefix, new ones included ([`follow`]) |
+//! | `GET /v2/read?…` | SSE: live envelopes, RLP-gateway-compatible ([`read`]) |
 //! | `GET /metrics` | Prometheus text, `text/plain; version=0.0.4` |
 //!
 //! `limit` defaults to 1000 and is capped at 10000 (0 means the default); `from`
@@ -14,9 +17,11 @@
 //! Errors are JSON `{"error": "<name>", "message": "<reason naming the parameter>"}`:
 //! 400 `invalid_request` for a missing or malformed parameter, 400 `invalid_path` for a
 //! path that breaks the path rules, 404 `not_found` for an unknown stream, 503
-//! `unavailable` when the store fails. Each is counted once in `weir_rejected_total`.
-//! `follow=true` is not supported yet (400).
+//! `unavailable` when the store fails or `egress.max_streams` streams are open
+//! (`too_many_streams`). Each is counted once in `weir_rejected_total`. `/v2/read` has
+//! its own, upstream's, errors ([`read`]).
 
+pub mod follow;
 pub mod read;
 pub mod read_query;
 pub mod sse;
@@ -32,9 +37,10 @@ use serde_json::{Value, json};
 use weir_core::StreamPath;
 
 use crate::collector::Collector;
+use crate::follow::Target;
 use crate::grpc::streams::{MAX_LIMIT, effective_limit};
 use crate::info::stream_json;
-use crate::metrics::RejectReason;
+use crate::metrics::{Egress, RejectReason};
 
 /// Content type of `/metrics`.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -65,7 +71,9 @@ impl ApiError {
         collector.metrics().rejected(reason);
         let status = match reason {
             RejectReason::NotFound => StatusCode::NOT_FOUND,
-            RejectReason::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RejectReason::Unavailable | RejectReason::TooManyStreams => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError {
@@ -204,17 +212,14 @@ async fn get_stream(
 async fn get_entries(
     State(collector): State<Collector>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = Params::new(&collector, query)?;
+    if params.bool("follow")? {
+        return follow_entries(&collector, &params).await;
+    }
     let path = params.path()?;
     let from = params.u64("from", 0)?;
     let limit = params.limit()?;
-    if params.bool("follow")? {
-        return Err(invalid(
-            &collector,
-            "follow is not supported yet: query parameter \"follow\" must be false".into(),
-        ));
-    }
     let batch = match collector.store().read(path, from, limit).await {
         Ok(Some(batch)) => batch,
         Ok(None) => return Err(not_found(&collector, path)),
@@ -230,7 +235,41 @@ async fn get_entries(
         "started_at": batch.started_at,
         "below_low_water": batch.below_low_water,
         "entries": entries,
-    })))
+    }))
+    .into_response())
+}
+
+/// `GET /v1/entries?follow=true` (see [`follow`]): checks the parameters and the
+/// stream, takes an egress stream slot, and answers with the event stream.
+async fn follow_entries(collector: &Collector, params: &Params<'_>) -> Result<Response, ApiError> {
+    let from = params.u64("from", 0)?;
+    let path = params.str("path").filter(|p| !p.is_empty());
+    let prefix = params.str("prefix").filter(|p| !p.is_empty());
+    let target = match (path, prefix) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                collector,
+                "give query parameter \"path\" or \"prefix\", not both".into(),
+            ));
+        }
+        (None, Some(prefix)) => Target::Prefix(prefix.to_string()),
+        (_, None) => {
+            let path = params.path()?;
+            match collector.store().stream(path).await {
+                Ok(Some(_)) => Target::Stream(path.to_string()),
+                Ok(None) => return Err(not_found(collector, path)),
+                Err(e) => return Err(unavailable(collector, e)),
+            }
+        }
+    };
+    if collector.is_closed() {
+        return Err(unavailable(collector, "the collector is shutting down"));
+    }
+    let permit = collector
+        .hub()
+        .open_stream(Egress::EntriesFollow)
+        .map_err(|e| ApiError::new(collector, RejectReason::TooManyStreams, e.to_string()))?;
+    Ok(follow::response(collector, target, from, permit))
 }
 
 async fn metrics(State(collector): State<Collector>) -> impl IntoResponse {
