@@ -3,11 +3,14 @@
 //! and prints envelopes/s, MiB/s, CPU seconds per GiB (collector and client), the
 //! collector's peak RSS, and disk bytes written per ingested byte.
 //!
+//! `hub` measures the live fan-out (in-process, gRPC, SSE subscribers).
+//!
 //! Run it with `bench/collector.sh` (builds in release mode, makes the input with
-//! `shared/bench/gen-logs.py`).
+//! `shared/bench/gen-logs.py`) or `bench/hub.sh`.
 
 mod collector;
 mod emit;
+mod hub;
 mod procstat;
 mod serve;
 
@@ -28,6 +31,8 @@ enum Cmd {
     Collector(collector::Args),
     /// IngressClient emit cost on the caller's thread, drained into `weir serve`.
     Emit(emit::Args),
+    /// Live hub fan-out: in-process, gRPC and SSE subscribers; throughput and latency.
+    Hub(hub::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Cmd::Collector(args) => collector::run(args).await,
             Cmd::Emit(args) => emit::run(args).await,
+            Cmd::Hub(args) => hub::run(args).await,
         }
     })
 }

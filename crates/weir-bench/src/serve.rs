@@ -11,12 +11,23 @@ use anyhow::Context;
 pub struct Collector {
     pub child: Child,
     pub grpc: SocketAddr,
+    pub http: SocketAddr,
 }
 
 impl Collector {
     /// Starts `weir serve` on ephemeral loopback ports.
     pub fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Collector> {
-        let mut child = Command::new(bin)
+        Self::start_with_config(bin, data_dir, None)
+    }
+
+    /// Starts `weir serve --config FILE` (when given) on ephemeral loopback ports.
+    pub fn start_with_config(
+        bin: &Path,
+        data_dir: &Path,
+        config: Option<&Path>,
+    ) -> anyhow::Result<Collector> {
+        let mut command = Command::new(bin);
+        command
             .args([
                 "serve",
                 "--grpc-addr",
@@ -25,26 +36,32 @@ impl Collector {
                 "127.0.0.1:0",
             ])
             .arg("--data-dir")
-            .arg(data_dir)
+            .arg(data_dir);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let mut grpc = None;
+        let (mut grpc, mut http) = (None, None);
         for line in lines.by_ref() {
             let line = line?;
             if let Some(a) = line.strip_prefix("grpc listening on ") {
                 grpc = Some(a.parse()?);
             }
-            if line.starts_with("http listening on ") {
+            if let Some(a) = line.strip_prefix("http listening on ") {
+                http = Some(a.parse()?);
                 break;
             }
         }
         std::thread::spawn(move || for _ in lines {});
         let grpc = grpc.context("weir serve did not print its gRPC address")?;
-        Ok(Collector { child, grpc })
+        let http = http.context("weir serve did not print its HTTP address")?;
+        Ok(Collector { child, grpc, http })
     }
 
     /// The process id.

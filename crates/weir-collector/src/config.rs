@@ -25,6 +25,13 @@ pub struct CollectorConfig {
     pub store: FjallConfig,
     /// Live egress: the hub, `loggregator.v2.Egress`, `/v2/read` and follows.
     pub egress: EgressConfig,
+    /// TLS (and mutual TLS) on both listeners; plain TCP when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// The collector's event queue.
+    pub events: crate::events::EventsConfig,
+    /// Expiry by age (per path prefix) and the store's size cap.
+    pub retention: crate::retention::RetentionConfig,
 }
 
 impl Default for CollectorConfig {
@@ -37,6 +44,9 @@ impl Default for CollectorConfig {
             limits: Limits::default(),
             store: FjallConfig::default(),
             egress: EgressConfig::default(),
+            tls: None,
+            events: crate::events::EventsConfig::default(),
+            retention: crate::retention::RetentionConfig::default(),
         }
     }
 }

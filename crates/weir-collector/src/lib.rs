@@ -13,17 +13,26 @@
 //! - [`server`]: both listeners over one collector, with orderly shutdown
 //!   ([`Server::bind`], [`Server::run`]).
 //! - [`config`]: `weir serve`'s configuration.
+//! - [`events`]: the collector's own events (event queue on the store, `/v1/events`).
+//! - [`retention`]: expiry by age per prefix and the store size cap.
+//! - [`obs_metrics`]: histograms, retries, retention, queue and hub gauges.
+//! - [`tls`]: TLS and mutual TLS on both listeners.
 
 pub mod collector;
 pub mod config;
+pub mod events;
 pub mod follow;
 pub mod grpc;
 pub mod http;
 pub mod hub;
 pub mod info;
+pub mod lifecycle;
 pub mod metrics;
+pub mod obs_metrics;
+pub mod retention;
 pub mod server;
 pub mod state_cache;
+pub mod tls;
 
 pub use collector::{Collector, IngestReport};
 pub use config::{CollectorConfig, EgressConfig};

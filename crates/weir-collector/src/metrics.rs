@@ -17,6 +17,8 @@
 //! | `weir_subscriber_dropped_envelopes_total` | `egress`, `subscriber` | the same per live subscriber; the series goes when the subscriber ends |
 //! | `weir_egress_streams` | `egress` | egress streams open now (live subscribers and follows) |
 //!
+//! Histograms, retries, retention, event-queue and hub gauges: [`crate::obs_metrics`].
+//!
 //! Every rejection is counted exactly once, under the first reason that applies.
 //! Counters with labels are resolved once here, so the hot path only adds to atomics.
 
@@ -135,17 +137,20 @@ pub enum Egress {
     Follow,
     /// `GET /v1/entries?follow=true` (SSE).
     EntriesFollow,
+    /// `GET /v1/events?follow=true` (SSE).
+    EventsFollow,
 }
 
 impl Egress {
     /// Every egress, in label order.
-    pub const ALL: [Egress; 6] = [
+    pub const ALL: [Egress; 7] = [
         Egress::InProcess,
         Egress::Receiver,
         Egress::BatchedReceiver,
         Egress::V2Read,
         Egress::Follow,
         Egress::EntriesFollow,
+        Egress::EventsFollow,
     ];
 
     /// The `egress` label value.
@@ -157,6 +162,7 @@ impl Egress {
             Egress::V2Read => "v2_read",
             Egress::Follow => "follow",
             Egress::EntriesFollow => "entries_follow",
+            Egress::EventsFollow => "events_follow",
         }
     }
 }
@@ -213,6 +219,7 @@ struct Inner {
     egress_dropped: [Counter; Egress::ALL.len()],
     subscriber_dropped: Family<SubscriberLabels, Counter>,
     egress_streams: [Gauge; Egress::ALL.len()],
+    obs: crate::obs_metrics::ObsMetrics,
 }
 
 impl Default for Metrics {
@@ -323,6 +330,7 @@ impl Metrics {
         );
         let egress_streams =
             Egress::ALL.map(|e| streams_family.get_or_create_owned(&[("egress", e.as_str())]));
+        let obs = crate::obs_metrics::ObsMetrics::register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -341,8 +349,14 @@ impl Metrics {
                 egress_dropped,
                 subscriber_dropped,
                 egress_streams,
+                obs,
             }),
         }
+    }
+
+    /// Histograms, retries, retention and scrape-time gauges ([`crate::obs_metrics`]).
+    pub fn obs(&self) -> &crate::obs_metrics::ObsMetrics {
+        &self.inner.obs
     }
 
     /// Counts `n` envelopes published to the live hub.

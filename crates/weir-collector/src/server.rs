@@ -11,7 +11,9 @@
 //! ```
 //!
 //! [`Server::bind`] binds both listeners at once, so port 0 works and the caller learns
-//! the real ports before serving. [`Server::run`] serves until its `shutdown` future
+//! the real ports before serving. With `config.tls` set, both listeners speak TLS only
+//! (and require client certificates when a client CA is given): see [`crate::tls`].
+//! [`Server::run`] serves until its `shutdown` future
 //! completes, then shuts down in this order:
 //!
 //! 1. stop accepting connections; client streams (`Sender`, `BatchSender`), egress
@@ -19,9 +21,11 @@
 //!    with `Unavailable`), and new calls are answered `unavailable`;
 //! 2. wait for the work under way to finish ([`Collector::close`]);
 //! 3. wait up to [`SHUTDOWN_GRACE`] for the servers to finish their connections;
-//! 4. close the store.
+//! 4. stop retention and the event queue, which writes what it buffered
+//!    ([`crate::lifecycle`]; both start before serving);
+//! 5. close the store.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +40,7 @@ use crate::collector::Collector;
 use crate::config::CollectorConfig;
 use crate::grpc::malformed::MalformedRequestLayer;
 use crate::metrics::Metrics;
+use crate::tls::ServerTls;
 
 /// How long [`Server::run`] waits for connections to finish after the work under way
 /// has; then they are cut.
@@ -63,6 +68,12 @@ pub enum ServerError {
     /// Closing the store failed.
     #[error("closing the store failed: {0}")]
     Store(#[from] StoreError),
+    /// The TLS material could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// The gRPC server refused the TLS configuration.
+    #[error("gRPC TLS setup failed: {0}")]
+    GrpcTls(tonic::transport::Error),
 }
 
 /// A bound, not yet serving collector. See the module docs.
@@ -73,6 +84,8 @@ pub struct Server {
     http_addr: SocketAddr,
     collector: Collector,
     metrics: Metrics,
+    tls: Option<ServerTls>,
+    retention: crate::retention::RetentionConfig,
 }
 
 impl std::fmt::Debug for Server {
@@ -97,6 +110,8 @@ impl Server {
         config: CollectorConfig,
         store: Arc<dyn Store>,
     ) -> Result<Server, ServerError> {
+        // TLS files are checked before anything is bound.
+        let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
         let grpc = bind("gRPC", config.grpc_addr).await?;
         let http = bind("HTTP", config.http_addr).await?;
         let local = |l: &TcpListener, what, addr| {
@@ -107,6 +122,7 @@ impl Server {
         let http_addr = local(&http, "HTTP", config.http_addr)?;
         let metrics = Metrics::new();
         let collector = Collector::new(store, &config, metrics.clone());
+        let retention = config.retention.clone();
         Ok(Server {
             grpc,
             http,
@@ -114,7 +130,14 @@ impl Server {
             http_addr,
             collector,
             metrics,
+            tls,
+            retention,
         })
+    }
+
+    /// The TLS both listeners use, when configured.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
     }
 
     /// The address the gRPC listener is bound to (the real port when 0 was asked).
@@ -145,12 +168,22 @@ impl Server {
             http,
             collector,
             metrics,
-            ..
+            tls,
+            retention,
+            grpc_addr,
+            http_addr,
         } = self;
         let stop = CancellationToken::new();
+        let background = crate::lifecycle::start(&collector, retention, grpc_addr, http_addr).await;
 
         let services = crate::grpc::services(&collector);
-        let grpc_server = tonic::transport::Server::builder()
+        let mut grpc_builder = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            grpc_builder = grpc_builder
+                .tls_config(tls.grpc_config())
+                .map_err(ServerError::GrpcTls)?;
+        }
+        let grpc_server = grpc_builder
             // Bundles of many streams are large: bigger HTTP/2 windows keep them moving.
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(8 << 20))
@@ -166,11 +199,12 @@ impl Server {
         let mut grpc_task: JoinHandle<Result<(), ServerError>> =
             tokio::spawn(async move { grpc_server.await.map_err(ServerError::Grpc) });
 
-        let app = crate::http::router(collector.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let http_server = axum::serve(http, app)
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .into_future();
+        let http_server = crate::tls::serve_http(
+            http,
+            crate::http::router(collector.clone()),
+            tls.as_ref().map(ServerTls::http_config),
+            stop.clone(),
+        );
         let mut http_task: JoinHandle<Result<(), ServerError>> =
             tokio::spawn(async move { http_server.await.map_err(ServerError::Http) });
 
@@ -188,6 +222,7 @@ impl Server {
             }
         }
         tracing::info!("collector shutting down");
+        background.stopping();
         stop.cancel();
         collector.close().await;
         let servers = async {
@@ -214,6 +249,7 @@ impl Server {
                 http_task.abort();
             }
         }
+        background.stop().await;
         let closed = collector.store().close().await;
         match first_error {
             Some(e) => Err(e),

@@ -26,6 +26,7 @@ use moka::notification::RemovalCause;
 use weir_store::{RegisterOutcome, Registration, Store, StoreError};
 
 use crate::config::StateCacheConfig;
+use crate::events::{Events, fields, kind};
 use crate::metrics::Metrics;
 
 /// LogDog's default expiry, used when `expiry_secs` is 0.
@@ -37,12 +38,18 @@ pub struct StateCache {
     cache: Cache<String, ()>,
     store: Arc<dyn Store>,
     metrics: Metrics,
+    events: Arc<Events>,
 }
 
 impl StateCache {
     /// An empty cache registering through `store`; its size is reported in
-    /// `weir_stream_state_cache_entries`.
-    pub fn new(store: Arc<dyn Store>, config: &StateCacheConfig, metrics: Metrics) -> Self {
+    /// `weir_stream_state_cache_entries`, each stream it newly registers in `events`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: &StateCacheConfig,
+        metrics: Metrics,
+        events: Arc<Events>,
+    ) -> Self {
         let gauge = metrics.clone();
         let expiry = match config.expiry_secs {
             0 => DEFAULT_EXPIRY,
@@ -62,6 +69,7 @@ impl StateCache {
             cache,
             store,
             metrics,
+            events,
         }
     }
 
@@ -80,10 +88,18 @@ impl StateCache {
         }
         let store = &self.store;
         let metrics = &self.metrics;
+        let events = &self.events;
         self.cache
             .try_get_with_by_ref(path, async move {
                 match store.register(reg()).await? {
-                    RegisterOutcome::Created(_) => metrics.stream_registered(),
+                    RegisterOutcome::Created(_) => {
+                        metrics.stream_registered();
+                        events.add(
+                            kind::STREAM_REGISTERED,
+                            format!("stream {path} registered"),
+                            fields([("stream", path.to_string())]),
+                        );
+                    }
                     RegisterOutcome::Existing(_) | RegisterOutcome::WrongSecret => {}
                 }
                 metrics.cached_streams_add(1);

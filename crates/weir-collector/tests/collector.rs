@@ -505,6 +505,12 @@ impl Store for GatedStore {
     async fn expire_before(&self, cutoff_ns: i64) -> Result<RetentionReport, StoreError> {
         self.inner.expire_before(cutoff_ns).await
     }
+    async fn expire_stream(&self, path: &str, low_water: u64) -> Result<Option<u64>, StoreError> {
+        self.inner.expire_stream(path, low_water).await
+    }
+    async fn partitions(&self) -> Result<Vec<weir_store::PartitionUsage>, StoreError> {
+        self.inner.partitions().await
+    }
     async fn close(&self) -> Result<(), StoreError> {
         self.inner.close().await
     }

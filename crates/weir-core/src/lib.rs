@@ -5,6 +5,7 @@
 //! - [`path`]: stream names and paths, the `loggregator/` prefix mapping.
 //! - [`limits`] and [`validate`]: configurable bounds on envelopes and bundles.
 //! - [`payload`]: what "the same entry" means (DESIGN.md, Contracts: duplicates).
+//! - [`duration`]: human durations (`10m`, `24h`, `7d`) for config files and flags.
 //! - [`diode`]: the drop-oldest ring between a fast writer and a slow reader.
 //! - [`event_queue`]: components' own events, bounded, worker-served, pausing while its store fails.
 //! - [`descriptor`]: what a producer says about a stream when registering it.
@@ -12,6 +13,7 @@
 
 pub mod descriptor;
 pub mod diode;
+pub mod duration;
 pub mod event_queue;
 pub mod json;
 pub mod limits;

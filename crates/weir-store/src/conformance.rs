@@ -69,6 +69,8 @@ macro_rules! conformance_tests {
             list_by_prefix_pages_with_after,
             index_at_time_finds_the_first_entry_ingested_then,
             retention_moves_the_low_water_mark,
+            expire_stream_moves_one_low_water_mark,
+            partitions_are_listed_oldest_first,
             subscribe_sees_appends_and_terminate,
             a_thousand_streams_appended_concurrently,
             closed_store_refuses_calls,
@@ -840,6 +842,106 @@ pub async fn retention_moves_the_low_water_mark(backend: &dyn Backend) {
         25,
         5,
     );
+}
+
+/// Expiring one stream below an index moves only its low-water mark (never down, never
+/// past its next index); reads start at the mark and say so, resends reaching below it
+/// are duplicates, numbering carries on, and all of it survives a reopen.
+pub async fn expire_stream_moves_one_low_water_mark(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let s = store.as_ref();
+    registered(s, "exp/+/a", producer()).await;
+    registered(s, "exp/+/b", producer()).await;
+    append(s, "exp/+/a", producer(), Some(0), logs("a", 0..10, 0)).await;
+    append(s, "exp/+/b", producer(), Some(0), logs("b", 0..10, 0)).await;
+
+    assert_eq!(
+        s.expire_stream("exp/+/a", 4).await.expect("expire"),
+        Some(4)
+    );
+    assert_eq!(
+        s.expire_stream("exp/+/a", 2).await.expect("expire"),
+        Some(0)
+    );
+    assert_eq!(
+        s.expire_stream("exp/+/none", 2).await.expect("expire"),
+        None
+    );
+    let a = read(s, "exp/+/a", 0, 100).await;
+    assert_eq!(
+        (a.state.low_water, a.started_at, a.below_low_water),
+        (4, 4, true)
+    );
+    assert_entries(&a.entries, "a", 4..10, 0);
+    let b = read(s, "exp/+/b", 0, 100).await;
+    assert_eq!(
+        (b.state.low_water, b.started_at),
+        (0, 0),
+        "another stream moved"
+    );
+    assert_entries(&b.entries, "b", 0..10, 0);
+
+    // A resend below the mark is acknowledged; numbering continues.
+    let out = append(s, "exp/+/a", producer(), Some(0), logs("a", 0..12, 0)).await;
+    assert_eq!(out, stored(0, 12, 10));
+    // Past the next index: every entry expires, the mark stops at the next index.
+    assert_eq!(
+        s.expire_stream("exp/+/b", 99).await.expect("expire"),
+        Some(10)
+    );
+    assert_eq!(state(s, "exp/+/b").await.low_water, 10);
+
+    let store = reopen(backend, store).await;
+    let a = read(store.as_ref(), "exp/+/a", 0, 100).await;
+    assert_eq!((a.state.low_water, a.state.next_index), (4, 12));
+    assert_entries(&a.entries, "a", 4..12, 0);
+    assert_eq!(state(store.as_ref(), "exp/+/b").await.low_water, 10);
+    let out = append(
+        store.as_ref(),
+        "exp/+/b",
+        producer(),
+        None,
+        logs("b", 10..11, 0),
+    )
+    .await;
+    assert_eq!(out, stored(10, 11, 0));
+    let b = read(store.as_ref(), "exp/+/b", 0, 100).await;
+    assert_entries(&b.entries, "b", 10..11, 0);
+}
+
+/// The live partitions are listed oldest first with their time ranges; after a partition
+/// expires it is no longer listed.
+pub async fn partitions_are_listed_oldest_first(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let width = backend.partition_ns();
+    let t = partition_start(backend);
+    registered(store.as_ref(), "part/+/a", producer()).await;
+    for k in 0..3 {
+        backend.set_time(t + k * width + 1);
+        let first = k as u64 * 5;
+        append(
+            store.as_ref(),
+            "part/+/a",
+            producer(),
+            Some(first),
+            logs("a", first..first + 5, 0),
+        )
+        .await;
+    }
+    let store = reopen(backend, store).await;
+    let parts = store.partitions().await.expect("partitions");
+    let ranges: Vec<(i64, i64)> = parts.iter().map(|p| (p.start_ns, p.end_ns)).collect();
+    assert_eq!(
+        ranges,
+        (0..3)
+            .map(|k| (t + k * width, t + (k + 1) * width))
+            .collect::<Vec<_>>()
+    );
+    store.expire_before(parts[0].end_ns).await.expect("expire");
+    let left = store.partitions().await.expect("partitions");
+    assert_eq!(left.len(), 2);
+    assert_eq!(left[0].start_ns, t + width);
+    assert_eq!(state(store.as_ref(), "part/+/a").await.low_water, 5);
 }
 
 /// Subscribers hear of appends that stored something and of termination, in order.

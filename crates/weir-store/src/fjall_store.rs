@@ -78,6 +78,10 @@
 //! *live* partition in its list (or `next_index` when none is live). The next append
 //! prunes expired partitions from the list and stores the derived `low_water`.
 //!
+//! [`crate::Store::expire_stream`] expires one stream's entries below an index by
+//! raising the record's `low_water` (the floor the derived mark never goes below); the
+//! bytes stay in their partitions until those are dropped.
+//!
 //! # Recovery
 //!
 //! Opening replays fjall's journal, which restores every committed batch whole or not at
@@ -119,8 +123,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::{
-    AppendOutcome, AppendRequest, Appended, Owner, ReadBatch, RegisterOutcome, Registration,
-    RetentionReport, Store, StoreError, StreamState, TerminateOutcome,
+    AppendOutcome, AppendRequest, Appended, Owner, PartitionUsage, ReadBatch, RegisterOutcome,
+    Registration, RetentionReport, Store, StoreError, StreamState, TerminateOutcome,
 };
 use engine::Engine;
 
@@ -309,6 +313,15 @@ impl Store for FjallStore {
 
     async fn expire_before(&self, cutoff_ns: i64) -> Result<RetentionReport, StoreError> {
         self.run(move |e| e.expire_before(cutoff_ns)).await
+    }
+
+    async fn expire_stream(&self, path: &str, low_water: u64) -> Result<Option<u64>, StoreError> {
+        let path = path.to_owned();
+        self.run(move |e| e.expire_stream(&path, low_water)).await
+    }
+
+    async fn partitions(&self) -> Result<Vec<PartitionUsage>, StoreError> {
+        self.run(|e| Ok(e.partitions())).await
     }
 
     /// Flushes the memtables, syncs everything to disk and releases the database (once

@@ -188,6 +188,18 @@ pub struct RetentionReport {
     pub entries_dropped: u64,
 }
 
+/// One live time partition and the disk space it takes (see [`Store::partitions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionUsage {
+    /// Start of the partition's ingest-time range, Unix nanoseconds.
+    pub start_ns: i64,
+    /// End of the range (exclusive): `expire_before(end_ns)` drops this partition.
+    pub end_ns: i64,
+    /// Bytes the partition takes on disk, as far as the backend knows (the fjall
+    /// backend counts flushed tables and blob files, not what is still in memory).
+    pub bytes: u64,
+}
+
 /// A notification that a stream has new entries (or was terminated).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -249,6 +261,17 @@ pub trait Store: Send + Sync + 'static {
     /// Drops whole time partitions whose entries were all ingested before `cutoff_ns`,
     /// moving the low-water marks of the streams they held.
     async fn expire_before(&self, cutoff_ns: i64) -> Result<RetentionReport, StoreError>;
+
+    /// Expires the entries of one stream below `low_water`: its low-water mark moves up to
+    /// `low_water` (at most to its next index; never down), exactly as if retention had
+    /// dropped them. Returns how many entries were newly expired, `None` when the stream
+    /// is not registered. Used for per-prefix retention and for purging old events; a
+    /// backend may keep the bytes until their time partition is dropped.
+    async fn expire_stream(&self, path: &str, low_water: u64) -> Result<Option<u64>, StoreError>;
+
+    /// The live time partitions, oldest first, with their sizes (for the size cap, which
+    /// drops the oldest first with [`Store::expire_before`]).
+    async fn partitions(&self) -> Result<Vec<PartitionUsage>, StoreError>;
 
     /// Flushes and closes; later calls fail with [`StoreError::Closed`]. Closing again
     /// does nothing. Once the returned future completes and the store is dropped, the

@@ -24,6 +24,7 @@ pub mod blackhole;
 pub mod file;
 pub mod http;
 pub mod loggregator;
+pub mod registry;
 pub mod secrets;
 pub mod stdout;
 pub mod tcp;

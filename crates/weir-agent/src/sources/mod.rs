@@ -6,3 +6,6 @@
 //!   move only on end-to-end acknowledgement (`type = "file"`).
 
 pub mod file;
+pub mod registry;
+pub mod socket;
+pub mod stdin;

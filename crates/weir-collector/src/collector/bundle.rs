@@ -51,6 +51,7 @@ use weir_store::{
 };
 
 use super::Collector;
+use crate::events::{fields, kind};
 use crate::metrics::{RejectReason, protocol};
 
 /// Content type given to a new stream registered without a descriptor.
@@ -206,6 +207,19 @@ impl Collector {
     /// Counts a refusal and makes its result.
     fn refused(&self, path: String, Refusal(reason, outcome): Refusal) -> StreamResult {
         self.metrics().rejected(reason);
+        match (&outcome, reason) {
+            (Outcome::ConflictIndex(index), _) => self.events().add(
+                kind::STREAM_CONFLICT,
+                format!("append to {path} refused: a different payload is stored at index {index}"),
+                fields([("stream", path.clone()), ("index", index.to_string())]),
+            ),
+            (_, RejectReason::WrongSecret) => self.events().add(
+                kind::STREAM_WRONG_SECRET,
+                format!("write to {path} refused: the secret does not match the stream's"),
+                fields([("stream", path.clone())]),
+            ),
+            _ => {}
+        }
         StreamResult {
             path,
             result: Some(outcome),
@@ -324,6 +338,11 @@ impl Collector {
         match self.store().register(reg).await {
             Ok(RegisterOutcome::Created(state)) => {
                 self.metrics().stream_registered();
+                self.events().add(
+                    kind::STREAM_REGISTERED,
+                    format!("stream {path} registered"),
+                    fields([("stream", path.clone())]),
+                );
                 Ok(Accepted {
                     next: state.next_index,
                     duplicates: 0,
@@ -367,7 +386,10 @@ impl Collector {
             first_index: Some(first_index),
             entries,
         };
-        match self.store().append(req).await {
+        let began = std::time::Instant::now();
+        let answer = self.store().append(req).await;
+        self.metrics().obs().append(len as usize, began.elapsed());
+        match answer {
             Ok(AppendOutcome::Stored {
                 next, duplicates, ..
             }) => {
@@ -394,6 +416,7 @@ impl Collector {
             )),
             Ok(AppendOutcome::WrongSecret) => Err(Refusal::wrong_secret(path)),
             Ok(AppendOutcome::NotRegistered) => {
+                self.metrics().obs().retried("register");
                 self.inner.cache.invalidate(path).await;
                 self.register(path, registration).await?;
                 Err(Refusal::unavailable(format!(
@@ -420,7 +443,14 @@ impl Collector {
                 .await
                 .map_err(Refusal::unavailable)?;
             return match outcome {
-                TerminateOutcome::Terminated { .. } => Ok(()),
+                TerminateOutcome::Terminated { count } => {
+                    self.events().add(
+                        kind::STREAM_TERMINATED,
+                        format!("stream {path} terminated with {count} entries"),
+                        fields([("stream", path.to_string()), ("count", count.to_string())]),
+                    );
+                    Ok(())
+                }
                 TerminateOutcome::Incompatible { existing } => Err(Refusal::invalid(
                     RejectReason::InvalidRequest,
                     format!(
@@ -436,6 +466,7 @@ impl Collector {
                 TerminateOutcome::WrongSecret => Err(Refusal::wrong_secret(path)),
                 TerminateOutcome::NotRegistered if !retried => {
                     retried = true;
+                    self.metrics().obs().retried("register");
                     self.inner.cache.invalidate(path).await;
                     self.register(path, registration).await?;
                     continue;

@@ -128,13 +128,17 @@ impl Collector {
             .await
             .map_err(|e| (DropReason::Unavailable, e.to_string()))?;
         let live = self.hub().prepare(&group.envs);
+        let len = group.envs.len();
         let req = AppendRequest {
             path: path.clone(),
             owner: Owner::Collector,
             first_index: None,
             entries: group.envs,
         };
-        match self.store().append(req).await {
+        let began = std::time::Instant::now();
+        let answer = self.store().append(req).await;
+        self.metrics().obs().append(len, began.elapsed());
+        match answer {
             Ok(AppendOutcome::Stored { duplicates, .. }) => {
                 if let Some(live) = live {
                     live.publish_from(usize::try_from(duplicates).unwrap_or(usize::MAX));
@@ -144,6 +148,7 @@ impl Collector {
             Ok(AppendOutcome::NotRegistered) => {
                 // The stream vanished behind the cache: register it again for the
                 // client's retry, and answer Unavailable for this batch.
+                self.metrics().obs().retried("register");
                 cache.invalidate(&path).await;
                 let why = match cache.ensure_registered(&path, &registration).await {
                     Ok(()) => format!("stream {path} was missing from the store; retry"),

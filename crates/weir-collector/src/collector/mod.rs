@@ -30,8 +30,10 @@ pub use bundle::{DEFAULT_CONTENT_TYPE, MAX_SECRET_BYTES};
 pub use loggregator::IngestReport;
 
 use crate::config::CollectorConfig;
+use crate::events::Events;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::obs_metrics::Sample;
 use crate::state_cache::StateCache;
 
 /// The collector's ingest pipeline. Cheap to clone: clones share everything.
@@ -45,6 +47,8 @@ struct Inner {
     cache: StateCache,
     hub: Hub,
     metrics: Metrics,
+    /// The collector's own events (started by the server).
+    events: Arc<Events>,
     limits: Limits,
     workers: usize,
     /// Every call under way holds a token of it; [`Collector::close`] waits for them.
@@ -67,24 +71,54 @@ impl Collector {
     /// A collector writing to `store`, with the limits, worker count and cache bounds of
     /// `config`, counting into `metrics`.
     pub fn new(store: Arc<dyn Store>, config: &CollectorConfig, metrics: Metrics) -> Self {
-        let cache = StateCache::new(store.clone(), &config.state_cache, metrics.clone());
         // LogDog: a worker count of 0 means the default of 4.
         let workers = match config.max_message_workers {
             0 => 4,
             n => n,
         };
-        Collector {
+        let hub = Hub::new(config.egress.clone(), metrics.clone());
+        let events = Arc::new(Events::new(store.clone(), hub.clone(), &config.events));
+        let cache = StateCache::new(
+            store.clone(),
+            &config.state_cache,
+            metrics.clone(),
+            events.clone(),
+        );
+        let hook_events = Arc::downgrade(&events);
+        hub.set_drop_hook(Arc::new(move |report| {
+            if let Some(events) = hook_events.upgrade() {
+                events.subscriber_dropped(report);
+            }
+        }));
+        let collector = Collector {
             inner: Arc::new(Inner {
                 store,
                 cache,
-                hub: Hub::new(config.egress.clone(), metrics.clone()),
+                hub,
                 metrics,
+                events,
                 limits: config.limits.clone(),
                 workers,
                 tracker: TaskTracker::new(),
                 closing: CancellationToken::new(),
             }),
-        }
+        };
+        let weak = Arc::downgrade(&collector.inner);
+        collector.inner.metrics.obs().set_sampler(Box::new(move || {
+            let inner = weak.upgrade()?;
+            Some(Sample {
+                events: inner.events.stats(),
+                event_depth: inner.events.depth(),
+                event_paused: inner.events.is_paused(),
+                hub_subscribers: inner.hub.subscribers().len(),
+            })
+        }));
+        collector
+    }
+
+    /// The collector's event queue (see [`crate::events`]).
+    pub fn events(&self) -> &Arc<Events> {
+        &self.inner.events
     }
 
     /// The store the collector writes to.

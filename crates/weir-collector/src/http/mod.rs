@@ -8,6 +8,7 @@
 //! | `GET /v1/entries?path=&from=&limit=` | `{"stream": …, "started_at": N, "below_low_water": bool, "entries": [people JSON …]}` |
 //! | `GET /v1/entries?path=&from=&follow=true` | SSE: one stream's entries, history then live, until it is terminated ([`follow`]) |
 //! | `GET /v1/entries?prefix=&from=&follow=true` | SSE: every stream under a prefix, new ones included ([`follow`]) |
+//! | `GET /v1/events?type=&since=&from=&limit=&follow=` | the collector's own events, JSON or SSE ([`events`]) |
 //! | `GET /v2/read?…` | SSE: live envelopes, RLP-gateway-compatible ([`read`]) |
 //! | `GET /metrics` | Prometheus text, `text/plain; version=0.0.4` |
 //!
@@ -21,6 +22,7 @@
 //! (`too_many_streams`). Each is counted once in `weir_rejected_total`. `/v2/read` has
 //! its own, upstream's, errors ([`read`]).
 
+pub mod events;
 pub mod follow;
 pub mod read;
 pub mod read_query;
@@ -52,6 +54,7 @@ pub fn router(collector: Collector) -> Router {
         .route("/v1/streams", get(list_streams))
         .route("/v1/stream", get(get_stream))
         .route("/v1/entries", get(get_entries))
+        .route("/v1/events", get(events::handler))
         .route("/v2/read", any(read::handler))
         .route("/metrics", get(metrics))
         .with_state(collector)

@@ -20,8 +20,8 @@ use super::chunk::{self, Chunk};
 use super::record::{PartitionStart, StreamRecord, chunk_first_index, chunk_key};
 use super::{Clock, FjallConfig, FsyncPolicy};
 use crate::{
-    AppendOutcome, AppendRequest, Appended, ReadBatch, RegisterOutcome, Registration,
-    RetentionReport, StoreError, StoredEntry, StreamState, TerminateOutcome,
+    AppendOutcome, AppendRequest, Appended, PartitionUsage, ReadBatch, RegisterOutcome,
+    Registration, RetentionReport, StoreError, StoredEntry, StreamState, TerminateOutcome,
 };
 
 /// Number of per-stream write locks (a stream uses the one its path hashes to).
@@ -374,6 +374,43 @@ impl Engine {
             partitions_dropped: doomed.len() as u64,
             entries_dropped,
         })
+    }
+
+    /// [`crate::Store::expire_stream`]: raises the record's low-water floor.
+    pub fn expire_stream(&self, path: &str, low_water: u64) -> Result<Option<u64>, StoreError> {
+        let _stream = self.stripe(path);
+        let Some(mut rec) = self.load(path)? else {
+            return Ok(None);
+        };
+        let current = {
+            let parts = self.read_partitions();
+            rec.low_water(|p| parts.live.contains_key(&p))
+        };
+        let target = low_water.min(rec.next_index);
+        if target <= current {
+            return Ok(Some(0));
+        }
+        rec.low_water = target;
+        let mut batch = self.batch();
+        batch.insert(&self.registry, path, rec.encode_to_vec());
+        batch
+            .commit()
+            .map_err(unavailable(format_args!("expiring entries of {path}")))?;
+        Ok(Some(target - current))
+    }
+
+    /// [`crate::Store::partitions`].
+    pub fn partitions(&self) -> Vec<PartitionUsage> {
+        let ns = |secs: u64| i64::try_from(i128::from(secs) * NS_PER_SEC).unwrap_or(i64::MAX);
+        self.read_partitions()
+            .live
+            .iter()
+            .map(|(&start, keyspace)| PartitionUsage {
+                start_ns: ns(start),
+                end_ns: ns(start.saturating_add(self.partition_secs)),
+                bytes: keyspace.disk_space(),
+            })
+            .collect()
     }
 
     // ----- helpers ----------------------------------------------------------------

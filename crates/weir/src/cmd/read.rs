@@ -3,19 +3,12 @@
 
 use std::io::Write;
 
-use anyhow::Context;
 use clap::Args;
 use weir_core::Envelope;
 use weir_proto::lv2::envelope::Message as Body;
 use weir_proto::wv1::{self, streams_client::StreamsClient};
 
-/// How client commands reach the collector.
-#[derive(Args, Debug, Clone)]
-pub struct AddrArgs {
-    /// Collector gRPC address, HOST:PORT.
-    #[arg(long, env = "WEIR_ADDR", default_value = "127.0.0.1:3458")]
-    pub addr: String,
-}
+use super::conn::ConnArgs;
 
 /// `weir ls [PREFIX]`.
 #[derive(Args, Debug)]
@@ -24,7 +17,7 @@ pub struct LsArgs {
     #[arg(default_value = "")]
     pub prefix: String,
     #[command(flatten)]
-    pub addr: AddrArgs,
+    pub conn: ConnArgs,
 }
 
 /// `weir cat PATH`.
@@ -42,33 +35,35 @@ pub struct CatArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub addr: AddrArgs,
+    pub conn: ConnArgs,
 }
 
-async fn connect(addr: &AddrArgs) -> anyhow::Result<StreamsClient<tonic::transport::Channel>> {
-    let uri = if addr.addr.contains("://") {
-        addr.addr.clone()
-    } else {
-        format!("http://{}", addr.addr)
-    };
-    let endpoint = tonic::transport::Endpoint::from_shared(uri)
-        .with_context(|| format!("bad collector address {:?} (want HOST:PORT)", addr.addr))?;
-    let channel = endpoint.connect().await.with_context(|| {
-        format!(
-            "cannot reach the collector at {} (is `weir serve` running? set --addr or WEIR_ADDR)",
-            addr.addr
-        )
-    })?;
+/// A `weir.v1.Streams` client over a connected channel.
+pub(crate) async fn connect(
+    conn: &ConnArgs,
+) -> anyhow::Result<StreamsClient<tonic::transport::Channel>> {
+    let channel = conn.channel().await?;
     Ok(StreamsClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
-fn status_error(what: &str, s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {} ({:?})", s.message(), s.code())
+/// A gRPC status as an error saying what failed.
+pub(crate) fn status_error(what: &str, s: tonic::Status) -> anyhow::Error {
+    // A transport failure (such as a refused TLS handshake) says why only in its source.
+    let mut cause = std::error::Error::source(&s);
+    let mut root = None;
+    while let Some(c) = cause {
+        root = Some(c.to_string());
+        cause = c.source();
+    }
+    match root {
+        Some(root) => anyhow::anyhow!("{what}: {} ({:?}): {root}", s.message(), s.code()),
+        None => anyhow::anyhow!("{what}: {} ({:?})", s.message(), s.code()),
+    }
 }
 
 /// Lists streams, one per line: path, entries, low-water mark, state.
 pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.addr).await?;
+    let mut client = connect(&args.conn).await?;
     let mut after = String::new();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -103,7 +98,7 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
 
 /// Prints a stream's entries from `--from`, in pages, up to `--limit` or what is stored.
 pub async fn cat(args: CatArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.addr).await?;
+    let mut client = connect(&args.conn).await?;
     let mut from = args.from;
     let mut left = args.limit.unwrap_or(u64::MAX);
     let stdout = std::io::stdout();
@@ -148,7 +143,7 @@ pub async fn cat(args: CatArgs) -> anyhow::Result<()> {
 }
 
 /// A log as its payload (a newline added when missing); other kinds as one short line.
-fn write_human(out: &mut impl Write, env: &Envelope) -> std::io::Result<()> {
+pub(crate) fn write_human(out: &mut impl Write, env: &Envelope) -> std::io::Result<()> {
     match &env.message {
         Some(Body::Log(l)) => {
             out.write_all(&l.payload)?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use weir_collector::tls::TlsConfig;
 use weir_collector::{CollectorConfig, Server};
 use weir_store::FjallStore;
 
@@ -26,6 +27,17 @@ pub struct ServeArgs {
     /// HTTP listen address [default: 127.0.0.1:8088].
     #[arg(long)]
     pub http_addr: Option<SocketAddr>,
+    /// Serve TLS on both listeners with this certificate (PEM, then any intermediates);
+    /// needs --tls-key. Overrides `[tls] cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server certificate's private key (PEM). Overrides `[tls] key`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS. Overrides
+    /// `[tls] client_ca`.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// Builds the effective configuration: defaults, then the file, then the flags.
@@ -42,6 +54,20 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<CollectorConfig> {
     }
     if let Some(addr) = args.http_addr {
         config.http_addr = addr;
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let client_ca = config.tls.take().and_then(|t| t.client_ca);
+        config.tls = Some(TlsConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca,
+        });
+    }
+    if let Some(ca) = &args.tls_client_ca {
+        let tls = config.tls.as_mut().context(
+            "--tls-client-ca needs a server certificate: --tls-cert and --tls-key (or a [tls] table)",
+        )?;
+        tls.client_ca = Some(ca.clone());
     }
     Ok(config)
 }
@@ -60,7 +86,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // `weir serve` on port 0: they name the bound addresses.
     println!("grpc listening on {}", server.grpc_addr());
     println!("http listening on {}", server.http_addr());
+    if let Some(tls) = server.tls() {
+        tracing::info!(mutual = tls.mutual(), "both listeners serve TLS only");
+    }
     tracing::info!(data_dir = %data_dir.display(), "weir collector started");
+    let file = args
+        .config
+        .as_ref()
+        .map(|f| f.display().to_string())
+        .unwrap_or_default();
+    server.collector().events().add(
+        weir_collector::events::kind::CONFIG_LOADED,
+        if file.is_empty() {
+            "configuration loaded: defaults and flags".to_string()
+        } else {
+            format!("configuration loaded from {file}")
+        },
+        weir_collector::events::fields([("file", file)]),
+    );
     server
         .run(shutdown_signal())
         .await
@@ -104,7 +147,53 @@ mod tests {
             data_dir: None,
             grpc_addr: None,
             http_addr: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
+    }
+
+    #[test]
+    fn tls_flags_override_the_tls_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weir.toml");
+        std::fs::write(
+            &file,
+            "[tls]\ncert = \"s.pem\"\nkey = \"s-key.pem\"\nclient_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let mut a = args(Some(file.clone()));
+        let tls = effective_config(&a).unwrap().tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("s.pem"));
+        assert_eq!(tls.client_ca, Some(PathBuf::from("ca.pem")));
+        a.tls_cert = Some(PathBuf::from("other.pem"));
+        a.tls_key = Some(PathBuf::from("other-key.pem"));
+        a.tls_client_ca = Some(PathBuf::from("other-ca.pem"));
+        let tls = effective_config(&a).unwrap().tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("other.pem"));
+        assert_eq!(tls.key, PathBuf::from("other-key.pem"));
+        assert_eq!(tls.client_ca, Some(PathBuf::from("other-ca.pem")));
+
+        // A client CA alone is not enough.
+        let mut a = args(None);
+        a.tls_client_ca = Some(PathBuf::from("ca.pem"));
+        let err = format!("{:#}", effective_config(&a).unwrap_err());
+        assert!(err.contains("--tls-cert"), "{err}");
+
+        // A [tls] table with an unknown key, or without a key file, names it and the line.
+        std::fs::write(
+            &file,
+            "\n[tls]\ncert = \"s.pem\"\nkey = \"k.pem\"\nca = \"x\"\n",
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            effective_config(&args(Some(file.clone()))).unwrap_err()
+        );
+        assert!(err.contains("line 5") && err.contains("ca"), "{err}");
+        std::fs::write(&file, "[tls]\ncert = \"s.pem\"\n").unwrap();
+        let err = format!("{:#}", effective_config(&args(Some(file))).unwrap_err());
+        assert!(err.contains("key"), "{err}");
     }
 
     #[test]

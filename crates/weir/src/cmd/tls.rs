@@ -120,13 +120,41 @@ fn init(args: &InitArgs) -> anyhow::Result<()> {
     write(&args.dir, "client.pem", &cert, false)?;
     write(&args.dir, "client-key.pem", &key, true)?;
 
-    println!(
-        "wrote {} into {}\nserve with: weir serve --tls-cert {d}/server.pem --tls-key {d}/server-key.pem --tls-client-ca {d}/ca.pem",
-        FILES.join(", "),
-        args.dir.display(),
-        d = args.dir.display()
-    );
+    println!("wrote {} into {}", FILES.join(", "), args.dir.display());
+    print!("{}", usage(&args.dir));
     Ok(())
+}
+
+/// The flags that use the files of `dir`: for `weir serve` (mutual TLS) and for client
+/// commands, with paths made absolute so they work from any folder.
+fn usage(dir: &Path) -> String {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let f = |name: &str| shell_quote(&dir.join(name).display().to_string());
+    format!(
+        "serve with (mutual TLS: clients need a certificate signed by ca.pem):\n  \
+         weir serve --tls-cert {server} --tls-key {server_key} --tls-client-ca {ca}\n\
+         client commands (ls, cat, emit, tail) take:\n  \
+         --tls-ca {ca} --tls-cert {client} --tls-key {client_key}\n\
+         or the environment:\n  \
+         export WEIR_TLS_CA={ca} WEIR_TLS_CERT={client} WEIR_TLS_KEY={client_key}\n\
+         keep ca-key.pem private: it can sign more certificates.\n",
+        server = f("server.pem"),
+        server_key = f("server-key.pem"),
+        ca = f("ca.pem"),
+        client = f("client.pem"),
+        client_key = f("client-key.pem"),
+    )
+}
+
+/// `s` as one shell word: as it is when it holds only safe characters, else in single
+/// quotes.
+fn shell_quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 fn leaf(
@@ -194,5 +222,21 @@ mod tests {
             ..args
         })
         .unwrap();
+    }
+
+    #[test]
+    fn usage_names_every_flag_and_quotes_odd_paths() {
+        let text = usage(Path::new("certs dir"));
+        for flag in [
+            "--tls-cert",
+            "--tls-key",
+            "--tls-client-ca",
+            "--tls-ca",
+            "WEIR_TLS_CA=",
+        ] {
+            assert!(text.contains(flag), "{flag}: {text}");
+        }
+        assert!(text.contains("'certs dir/server.pem'"), "{text}");
+        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
     }
 }

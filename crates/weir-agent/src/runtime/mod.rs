@@ -1,0 +1,514 @@
+//! The agent runtime: builds the components a [`AgentConfig`] names, wires
+//! sources → batcher → flushers, and shuts them down in order.
+//!
+//! ```text
+//!  file source ──lines──► batcher ──Arc<Batch>──► flusher task (one per flusher) ──► flusher
+//!       ▲                                 │  └──► flusher task … (every flusher the source feeds)
+//!       └──── checkpoint ◄── FileAcks ◄───┘ delivered(slot) when that flusher acknowledged
+//!
+//!  stdin / socket ──► numbering + batcher ──► spool ──► feeder (one per flusher, own
+//!                                               ▲       cursor) ──► flusher task
+//!                                               └── SpoolAcks ◄── delivered(record id)
+//! ```
+//!
+//! Sources that cannot replay ([`spool_pipeline`]) write every batch to the spool before
+//! anything else; their streams are numbered by [`numbering`]. A socket client hears
+//! `ok` only once its metric is in the spool.
+//!
+//! # Guarantees
+//!
+//! - **End-to-end acknowledgement.** A file's checkpoint moves past a line only when
+//!   every flusher the source feeds has acknowledged it ([`file_acks`]); a `kill -9` at
+//!   any moment re-reads from the checkpoint, the lines get the indices they had, and
+//!   the collector drops the duplicates.
+//! - **Retries and back-pressure.** A failing flusher retries its batch with backoff
+//!   ([`RetryConfig`]) and is handed nothing else meanwhile; a flusher that is not ready
+//!   is not handed anything. Every channel is bounded, so sources stop reading.
+//! - **Graceful shutdown** ([`Agent::shutdown`]): sources stop and write their
+//!   checkpoints; the batchers hand out what they hold; flushers are told to hurry
+//!   (`set_urgent`), deliver what is queued and `stop`; checkpoints are written again
+//!   with the last acknowledgements. Whatever is not delivered within
+//!   `shutdown_timeout_ms` stays behind the checkpoint for the next start.
+
+pub mod dead_letter;
+pub mod delivery;
+pub mod file_acks;
+pub mod file_pipeline;
+pub mod flusher_task;
+pub mod numbering;
+pub mod retry;
+pub mod spool_pipeline;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use dead_letter::{DeadLetterConfig, DeadLetters};
+pub use delivery::{AckSink, Delivery, Phase};
+pub use retry::RetryConfig;
+
+use crate::batcher::Batcher;
+use crate::config::AgentConfig;
+use crate::flusher::FlusherError;
+use crate::metrics::AgentMetrics;
+use crate::sources::file::FileSourceError;
+use crate::sources::registry::SourceConfig;
+use crate::spool::{Spool, SpoolError};
+use file_pipeline::FilePipeline;
+use flusher_task::FlusherTask;
+use numbering::Numbering;
+
+/// Batches queued for one flusher (per flusher, all sources together).
+pub const FLUSHER_CHANNEL: usize = 4;
+
+/// What stops the agent from starting or from shutting down cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot create the data dir {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("flusher {name:?}: {error}")]
+    Flusher {
+        name: String,
+        #[source]
+        error: FlusherError,
+    },
+    #[error(transparent)]
+    FileSource(#[from] FileSourceError),
+    #[error("source {name:?}: {reason}")]
+    Source { name: String, reason: String },
+    #[error("spool: {0}")]
+    Spool(#[from] SpoolError),
+    #[error("source {name:?}: checkpoints: {error}")]
+    Checkpoint {
+        name: String,
+        #[source]
+        error: crate::sources::file::CheckpointError,
+    },
+}
+
+/// Input of the `stdin` sources (the process's standard input unless a test gives one).
+pub type StdinInput = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// Inputs of `stdin` sources by source name (`weir run` gives the command's stdout and
+/// stderr); a `stdin` source not named here reads the process's standard input.
+pub type Inputs = std::collections::HashMap<String, StdinInput>;
+
+/// The spool and what reads it.
+struct Spooled {
+    spool: Spool,
+    numbering: Arc<Numbering>,
+    sealed: Arc<watch::Sender<bool>>,
+    readers: Vec<JoinHandle<()>>,
+    batchers: Vec<JoinHandle<()>>,
+    inputs: Vec<JoinHandle<()>>,
+}
+
+/// A running agent.
+pub struct Agent {
+    phase: watch::Sender<Phase>,
+    files: Vec<FilePipeline>,
+    spooled: Option<Spooled>,
+    flushers: Vec<(String, JoinHandle<()>)>,
+    shutdown_timeout: Duration,
+    metrics: Arc<AgentMetrics>,
+}
+
+impl Agent {
+    /// Builds and initialises every flusher, then starts every source (`stdin` sources
+    /// read the process's standard input).
+    pub async fn start(
+        config: AgentConfig,
+        metrics: Arc<AgentMetrics>,
+    ) -> Result<Agent, AgentError> {
+        Self::start_with_inputs(config, metrics, Inputs::new()).await
+    }
+
+    /// [`Agent::start`] with `stdin` as the input of the `stdin` source.
+    pub async fn start_with_stdin(
+        config: AgentConfig,
+        metrics: Arc<AgentMetrics>,
+        stdin: StdinInput,
+    ) -> Result<Agent, AgentError> {
+        let mut inputs = Inputs::new();
+        for (name, s) in &config.sources {
+            if matches!(s, SourceConfig::Stdin(_)) {
+                inputs.insert(name.clone(), stdin);
+                break;
+            }
+        }
+        Self::start_with_inputs(config, metrics, inputs).await
+    }
+
+    /// [`Agent::start`] with the given inputs for `stdin` sources.
+    pub async fn start_with_inputs(
+        config: AgentConfig,
+        metrics: Arc<AgentMetrics>,
+        stdin: Inputs,
+    ) -> Result<Agent, AgentError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let (phase, phase_rx) = watch::channel(Phase::Running);
+        let dead_letters = Arc::new(DeadLetters::new(&config.data_dir, &config.dead_letters));
+        let mut inputs: BTreeMap<String, mpsc::Sender<Delivery>> = BTreeMap::new();
+        let mut flushers = Vec::new();
+        for (name, spec) in &config.flushers {
+            let dir = config.data_dir.join("flushers").join(name);
+            let mut flusher = spec.config.build(&dir);
+            flusher.init().await.map_err(|error| AgentError::Flusher {
+                name: name.clone(),
+                error,
+            })?;
+            tracing::info!(flusher = %name, describe = %flusher.describe(), "flusher ready");
+            let (tx, rx) = mpsc::channel(FLUSHER_CHANNEL);
+            inputs.insert(name.clone(), tx);
+            let task = FlusherTask {
+                name: name.clone(),
+                flusher,
+                rx,
+                phase: phase_rx.clone(),
+                retry: config.retry.clone(),
+                counters: metrics.flusher(name),
+                dead_letters: dead_letters.clone(),
+            };
+            flushers.push((name.clone(), tokio::spawn(task.run())));
+        }
+        let mut agent = Agent {
+            phase,
+            files: Vec::new(),
+            spooled: None,
+            flushers,
+            shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+            metrics: metrics.clone(),
+        };
+        let started = agent.start_sources(&config, &inputs, stdin).await;
+        drop(inputs);
+        match started {
+            Ok(()) => Ok(agent),
+            Err(e) => {
+                // Stop what already runs before reporting.
+                let _ = agent.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_sources(
+        &mut self,
+        config: &AgentConfig,
+        inputs: &BTreeMap<String, mpsc::Sender<Delivery>>,
+        mut given: Inputs,
+    ) -> Result<(), AgentError> {
+        let mut stdin: Option<StdinInput> = Some(Box::new(tokio::io::stdin()));
+        for (name, source) in &config.sources {
+            let outputs: Vec<_> = config
+                .flushers_of(name)
+                .iter()
+                .filter_map(|f| inputs.get(f).cloned())
+                .collect();
+            match source {
+                SourceConfig::File(c) => {
+                    self.files.push(FilePipeline::start(
+                        name,
+                        c.clone(),
+                        &config.data_dir,
+                        config.batch.clone(),
+                        outputs,
+                        self.metrics.source(name),
+                    )?);
+                }
+                SourceConfig::Socket(c) => {
+                    let stream = c.stream_path(name).map_err(|reason| AgentError::Source {
+                        name: name.clone(),
+                        reason,
+                    })?;
+                    let listener =
+                        crate::sources::socket::bind(c).map_err(|e| AgentError::Source {
+                            name: name.clone(),
+                            reason: format!("cannot listen on {}: {e}", c.path.display()),
+                        })?;
+                    let counters = self.metrics.source(name);
+                    let spooled = self.spooled(config, inputs).await?;
+                    let (tx, mut rx) = mpsc::channel(file_pipeline::LINE_CHANNEL);
+                    let (items_tx, items) = mpsc::channel(file_pipeline::LINE_CHANNEL);
+                    spooled
+                        .inputs
+                        .push(tokio::spawn(crate::sources::socket::serve(
+                            listener,
+                            c.clone(),
+                            name.clone(),
+                            tx,
+                        )));
+                    // Accepted metrics become spool items (one hop, bounded).
+                    spooled.batchers.push(tokio::spawn(async move {
+                        while let Some((env, done)) = rx.recv().await {
+                            if items_tx
+                                .send(spool_pipeline::SpoolItem::Entry(env, done))
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                    }));
+                    spooled
+                        .batchers
+                        .push(tokio::spawn(spool_pipeline::run_spooled_batcher(
+                            spool_pipeline::SpooledSource {
+                                name: name.clone(),
+                                stream: stream.into(),
+                                spool: spooled.spool.clone(),
+                                numbering: spooled.numbering.clone(),
+                                counters,
+                                terminate: false,
+                                stderr: false,
+                            },
+                            items,
+                            Batcher::new(config.batch.clone()),
+                        )));
+                }
+                SourceConfig::Stdin(c) => {
+                    let stream = c.stream_path(name).map_err(|reason| AgentError::Source {
+                        name: name.clone(),
+                        reason,
+                    })?;
+                    let Some(input) = given.remove(name).or_else(|| stdin.take()) else {
+                        return Err(AgentError::Source {
+                            name: name.clone(),
+                            reason: "only one stdin source can read standard input".into(),
+                        });
+                    };
+                    let counters = self.metrics.source(name);
+                    let spooled = self.spooled(config, inputs).await?;
+                    let (tx, rx) = mpsc::channel(file_pipeline::LINE_CHANNEL);
+                    let max = c.max_line_bytes;
+                    let source = name.clone();
+                    spooled.inputs.push(tokio::spawn(async move {
+                        match crate::sources::stdin::read_lines(input, max, tx).await {
+                            Ok(_) => tracing::info!(source = %source, "stdin ended"),
+                            Err(e) => tracing::error!(source = %source, error = %e, "reading stdin failed"),
+                        }
+                    }));
+                    spooled
+                        .batchers
+                        .push(tokio::spawn(spool_pipeline::run_spooled_batcher(
+                            spool_pipeline::SpooledSource {
+                                name: name.clone(),
+                                stream: stream.into(),
+                                spool: spooled.spool.clone(),
+                                numbering: spooled.numbering.clone(),
+                                counters,
+                                terminate: c.terminate,
+                                stderr: c.stderr,
+                            },
+                            rx,
+                            Batcher::new(config.batch.clone()),
+                        )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the spool on first use, reconciles the numbering, and starts one feeder per
+    /// flusher fed by a spooled source.
+    async fn spooled(
+        &mut self,
+        config: &AgentConfig,
+        inputs: &BTreeMap<String, mpsc::Sender<Delivery>>,
+    ) -> Result<&mut Spooled, AgentError> {
+        if self.spooled.is_none() {
+            let spool = Spool::open(config.data_dir.join("spool"), config.spool.clone()).await?;
+            let numbering = Numbering::open(&config.data_dir).map_err(|e| AgentError::Source {
+                name: "numbering".into(),
+                reason: e.to_string(),
+            })?;
+            numbering.reconcile(&spool).await?;
+            let spooled_sources: HashSet<String> = config
+                .sources
+                .iter()
+                .filter(|(_, s)| !matches!(s, SourceConfig::File(_)))
+                .map(|(n, _)| n.clone())
+                .collect();
+            let (sealed, sealed_rx) = watch::channel(false);
+            let mut readers = Vec::new();
+            let mut wanted = HashSet::new();
+            for (flusher, spec) in &config.flushers {
+                let fed: HashSet<String> = spec
+                    .inputs
+                    .iter()
+                    .filter(|i| spooled_sources.contains(*i))
+                    .cloned()
+                    .collect();
+                let Some(tx) = inputs.get(flusher).filter(|_| !fed.is_empty()) else {
+                    continue;
+                };
+                wanted.insert(flusher.clone());
+                let reader = spool.reader(flusher).await?;
+                let (sink, acks) = spool_pipeline::SpoolAcks::start(reader.acker());
+                readers.push(acks);
+                readers.push(tokio::spawn(spool_pipeline::run_feeder(
+                    reader,
+                    fed,
+                    tx.clone(),
+                    sink,
+                    sealed_rx.clone(),
+                )));
+            }
+            // A flusher no longer configured must not hold records forever.
+            for c in spool.stats().cursors {
+                if !wanted.contains(&c.name) {
+                    tracing::warn!(reader = %c.name, "removing the spool cursor of a flusher no longer configured");
+                    spool.remove_reader(&c.name).await?;
+                }
+            }
+            {
+                let spool = spool.clone();
+                let full = self.metrics.dropped("spool_full");
+                let damaged = self.metrics.dropped("spool_damaged");
+                let seen = std::sync::Mutex::new((0u64, 0u64));
+                self.metrics.on_scrape(move |m| {
+                    let s = spool.stats();
+                    m.spool_bytes.set(s.bytes as i64);
+                    m.spool_records.set(s.records as i64);
+                    // The spool counts its own losses; the counters follow them.
+                    let mut seen = seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    full.inc_by(s.dropped_records.saturating_sub(seen.0));
+                    damaged.inc_by(s.skipped_records.saturating_sub(seen.1));
+                    *seen = (seen.0.max(s.dropped_records), seen.1.max(s.skipped_records));
+                });
+            }
+            self.spooled = Some(Spooled {
+                spool,
+                numbering: Arc::new(numbering),
+                sealed: Arc::new(sealed),
+                readers,
+                batchers: Vec::new(),
+                inputs: Vec::new(),
+            });
+        }
+        match self.spooled.as_mut() {
+            Some(s) => Ok(s),
+            None => unreachable!("set above"),
+        }
+    }
+
+    /// The agent's metrics.
+    pub fn metrics(&self) -> &Arc<AgentMetrics> {
+        &self.metrics
+    }
+
+    /// The checkpoints of file source `name`.
+    pub fn checkpoints(&self, name: &str) -> Option<crate::sources::file::CheckpointHandle> {
+        self.files
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.checkpoints.clone())
+    }
+
+    /// Waits until every `stdin` input has ended (end of file).
+    pub async fn wait_inputs(&mut self) {
+        if let Some(s) = self.spooled.as_mut() {
+            futures_join(std::mem::take(&mut s.inputs)).await;
+        }
+    }
+
+    /// The spool, when a source uses it.
+    pub fn spool(&self) -> Option<&Spool> {
+        self.spooled.as_ref().map(|s| &s.spool)
+    }
+
+    /// Stops sources, delivers what is in flight (within the shutdown timeout), stops
+    /// flushers and writes the checkpoints. See the [module docs](self).
+    pub async fn shutdown(self) -> Result<(), AgentError> {
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let _ = self.phase.send(Phase::Draining);
+        let mut first_error = None;
+        let mut checkpoints = Vec::new();
+        let mut batchers = Vec::new();
+        for p in self.files {
+            checkpoints.push((p.name.clone(), p.checkpoints));
+            batchers.push(p.batcher);
+            if let Err(e) = p.source.stop().await {
+                tracing::error!(source = %p.name, error = %e, "file source stopped with an error");
+                first_error.get_or_insert(AgentError::from(e));
+            }
+        }
+        let mut readers = Vec::new();
+        let mut spool = None;
+        if let Some(s) = self.spooled {
+            for input in s.inputs {
+                input.abort();
+            }
+            batchers.extend(s.batchers);
+            readers = s.readers;
+            spool = Some((s.spool, s.numbering, s.sealed));
+        }
+        let names: Vec<String> = self.flushers.iter().map(|(n, _)| n.clone()).collect();
+        let flushers: Vec<JoinHandle<()>> = self.flushers.into_iter().map(|(_, t)| t).collect();
+        let phase = self.phase;
+        let sealed = spool.as_ref().map(|(_, _, s)| s.clone());
+        let all = async {
+            futures_join(batchers).await;
+            // Every append is done: the feeders hand over what is left and end.
+            if let Some(sealed) = &sealed {
+                let _ = sealed.send(true);
+            }
+            futures_join(flushers).await;
+            futures_join(readers).await;
+        };
+        tokio::pin!(all);
+        if tokio::time::timeout_at(deadline, &mut all).await.is_err() {
+            tracing::warn!(flushers = ?names, "shutdown timeout: giving up on what is in flight (it stays for the next start)");
+            let _ = phase.send(Phase::Abandon);
+            if let Some(sealed) = &sealed {
+                let _ = sealed.send(true);
+            }
+            if let Some((spool, _, _)) = &spool {
+                // Appends waiting for room (when_full = block) give up: what they held
+                // was never acknowledged to its source.
+                let _ = spool.close().await;
+            }
+            all.await;
+        }
+        for (name, c) in checkpoints {
+            if let Err(error) = c.persist() {
+                tracing::error!(source = %name, error = %error, "writing checkpoints at shutdown failed");
+                first_error.get_or_insert(AgentError::Checkpoint { name, error });
+            }
+        }
+        if let Some((spool, numbering, _)) = spool {
+            if let Err(e) = numbering.save() {
+                tracing::error!(error = %e, "writing the stream numbering at shutdown failed");
+            }
+            if let Err(e) = spool.close().await {
+                first_error.get_or_insert(AgentError::Spool(e));
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Awaits every task (panics are logged).
+async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        if let Err(e) = t.await
+            && !e.is_cancelled()
+        {
+            tracing::error!(error = %e, "agent task failed");
+        }
+    }
+}
