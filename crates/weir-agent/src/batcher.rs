@@ -94,6 +94,9 @@ pub struct Batcher {
     streams: Vec<StreamBatch>,
     /// Position in `streams` of each stream's open run.
     open: HashMap<Arc<str>, usize>,
+    /// The run the last entry went to (most entries follow the one before them: no
+    /// lookup by name for those).
+    last: Option<usize>,
     entries: usize,
     bytes: usize,
     /// When the first entry of the current batch arrived.
@@ -107,6 +110,7 @@ impl Batcher {
             config,
             streams: Vec::new(),
             open: HashMap::new(),
+            last: None,
             entries: 0,
             bytes: 0,
             since: None,
@@ -120,8 +124,12 @@ impl Batcher {
     /// run of its own, so a batch never claims indices it does not hold.
     pub fn push(&mut self, stream: &Arc<str>, index: u64, entry: Envelope) -> Option<Batch> {
         let size = payload_len(&entry) + ENTRY_OVERHEAD;
-        let slot = match self.open.get(stream) {
-            Some(&i) if self.streams[i].end_index() == index => i,
+        let follows_last = self.last.filter(|&i| {
+            let run = &self.streams[i];
+            Arc::ptr_eq(&run.stream, stream) && run.end_index() == index
+        });
+        let slot = match follows_last.or_else(|| self.open.get(stream).copied()) {
+            Some(i) if self.streams[i].end_index() == index => i,
             _ => {
                 self.streams.push(StreamBatch {
                     stream: stream.clone(),
@@ -134,6 +142,7 @@ impl Batcher {
                 i
             }
         };
+        self.last = Some(slot);
         self.streams[slot].entries.push(entry);
         self.entries += 1;
         self.bytes += size;
@@ -151,6 +160,7 @@ impl Batcher {
     /// carries the terminal count (an empty run is added for a stream with no entries
     /// pending). The batch should be taken next.
     pub fn terminate(&mut self, stream: &Arc<str>, count: u64) {
+        self.last = None;
         match self.open.get(stream) {
             Some(&i) if self.streams[i].end_index() == count => {
                 self.streams[i].terminal_count = Some(count);
@@ -192,6 +202,7 @@ impl Batcher {
             return None;
         }
         self.open.clear();
+        self.last = None;
         self.entries = 0;
         self.bytes = 0;
         self.since = None;
@@ -213,9 +224,19 @@ pub fn payload_len(entry: &Envelope) -> usize {
 
 /// A log envelope holding `payload` (stdout type), stamped now, with `source_id`.
 pub fn log_envelope(source_id: &str, payload: bytes::Bytes, stderr: bool) -> Envelope {
+    log_envelope_at(source_id, payload, stderr, weir_core::now_ns())
+}
+
+/// A log envelope holding `payload`, stamped `timestamp` (Unix nanoseconds).
+pub fn log_envelope_at(
+    source_id: &str,
+    payload: bytes::Bytes,
+    stderr: bool,
+    timestamp: i64,
+) -> Envelope {
     use weir_proto::lv2::{Log, envelope::Message as Body};
     Envelope {
-        timestamp: weir_core::now_ns(),
+        timestamp,
         source_id: source_id.to_string(),
         message: Some(Body::Log(Log {
             payload,

@@ -16,6 +16,10 @@
 //! initial_backoff_ms = 100
 //! max_backoff_ms = 30000
 //!
+//! [events]                            # the agent's own events (see events/mod.rs)
+//! max_bytes = 1048576
+//! rate_limit = "10s"
+//!
 //! [spool]                             # the durable queue of sources that cannot replay
 //! max_bytes = 1073741824
 //! when_full = "block"                 # or "drop_oldest"
@@ -40,6 +44,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::batcher::BatchConfig;
+use crate::events::EventsConfig;
 use crate::flusher::registry::FlusherConfig;
 use crate::runtime::{DeadLetterConfig, RetryConfig};
 use crate::sources::registry::SourceConfig;
@@ -73,6 +78,8 @@ pub struct AgentConfig {
     pub retry: RetryConfig,
     pub spool: SpoolConfig,
     pub dead_letters: DeadLetterConfig,
+    /// `[events]`: the agent's own events (see [`crate::events`]).
+    pub events: EventsConfig,
     /// Sources by name.
     pub sources: BTreeMap<String, SourceConfig>,
     /// Flushers by name.
@@ -102,6 +109,8 @@ struct Raw {
     spool: SpoolConfig,
     #[serde(default)]
     dead_letters: DeadLetterConfig,
+    #[serde(default)]
+    events: EventsConfig,
     #[serde(default)]
     sources: BTreeMap<String, toml::Table>,
     #[serde(default)]
@@ -145,6 +154,7 @@ impl AgentConfig {
         raw.spool
             .validate()
             .map_err(|e| key_err("spool", e.to_string()))?;
+        raw.events.validate().map_err(|r| key_err("events", r))?;
         if !(1..=3_600_000).contains(&raw.shutdown_timeout_ms) {
             return Err(key_err("shutdown_timeout_ms", "outside 1..=3600000"));
         }
@@ -218,16 +228,22 @@ impl AgentConfig {
                 ));
             }
         }
-        Ok(AgentConfig {
+        let config = AgentConfig {
             data_dir: raw.data_dir,
             shutdown_timeout_ms: raw.shutdown_timeout_ms,
             batch: raw.batch,
             retry: raw.retry,
             spool: raw.spool,
             dead_letters: raw.dead_letters,
+            events: raw.events,
             sources,
             flushers,
-        })
+        };
+        config
+            .events
+            .ship_flusher(&config)
+            .map_err(|r| key_err("events.ship_via", r))?;
+        Ok(config)
     }
 
     /// A config with no components, every setting at its default, in `data_dir`.
@@ -239,6 +255,7 @@ impl AgentConfig {
             retry: RetryConfig::default(),
             spool: SpoolConfig::default(),
             dead_letters: DeadLetterConfig::default(),
+            events: EventsConfig::default(),
             sources: BTreeMap::new(),
             flushers: BTreeMap::new(),
         }
@@ -304,11 +321,6 @@ mod tests {
         let e = err(&GOOD.replace("inputs = [\"app\"]", "inputs = [\"ap\"]"));
         assert!(
             e.contains("flushers.central.inputs") && e.contains("\"ap\""),
-            "{e}"
-        );
-        let e = err(&GOOD.replace("read_from = \"end\"", "spool = true"));
-        assert!(
-            e.contains("sources.app") && e.contains("spool = true"),
             "{e}"
         );
         let e = err(&format!(

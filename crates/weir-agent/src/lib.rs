@@ -8,9 +8,12 @@
 //! - [`flusher`]: outputs with back-pressure (iLogtail's contract).
 //! - [`sources`]: where data comes from.
 //! - [`metrics`]: the agent's Prometheus metrics.
+//! - [`events`]: the agent's own events (a bounded file, shipped to the collector).
 
 pub mod batcher;
+mod component_table;
 pub mod config;
+pub mod events;
 pub mod flusher;
 pub mod metrics;
 pub mod runtime;

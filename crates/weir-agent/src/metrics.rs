@@ -13,6 +13,7 @@
 //! | `weir_agent_spool_bytes` | | bytes of the spool's segment files |
 //! | `weir_agent_spool_records` | | records in the spool's segment files |
 //! | `weir_agent_flusher_ready` | `flusher` | 1 when the flusher says it can take a batch, 0 while it backs off |
+//! | `weir_agent_events_total` | `outcome` | the agent's own events: `stored` (written to `events.ndjson`), `discarded_full` (queue buffer full), `discarded_paused` (the file could not be written), `dropped_bound` (removed by the file's bound), `shipped` (acknowledged by the collector), `unshipped` (refused by the collector for good) |
 //!
 //! Counters with labels are resolved once per component, so the hot path only adds to
 //! atomics. Gauges that mirror other parts (the spool) are refreshed when scraped.
@@ -47,6 +48,7 @@ pub struct AgentMetrics {
     /// Records in the spool's segment files.
     pub spool_records: Gauge,
     ready: Family<Labels, Gauge>,
+    events: Family<Labels, Counter>,
     refreshers: Mutex<Vec<Refresh>>,
 }
 
@@ -100,6 +102,7 @@ impl AgentMetrics {
             spool_bytes: Gauge::default(),
             spool_records: Gauge::default(),
             ready: Family::default(),
+            events: Family::default(),
             refreshers: Mutex::new(Vec::new()),
             registry: Registry::default(),
         };
@@ -154,6 +157,11 @@ impl AgentMetrics {
             "1 when the flusher can take a batch",
             m.ready.clone(),
         );
+        registry.register(
+            "weir_agent_events",
+            "The agent's own events, by outcome",
+            m.events.clone(),
+        );
         AgentMetrics { registry, ..m }
     }
 
@@ -180,6 +188,13 @@ impl AgentMetrics {
             dead_letter: self.dropped("dead_letter"),
             dead_letter_full: self.dropped("dead_letter_full"),
         }
+    }
+
+    /// The counter of the agent's events with `outcome` (see the module docs).
+    pub fn events(&self, outcome: &str) -> Counter {
+        self.events
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .clone()
     }
 
     /// The drop counter of `reason`.

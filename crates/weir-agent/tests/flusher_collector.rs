@@ -126,14 +126,39 @@ async fn weir_flusher_exactly_once_gap_and_new_generation() {
         lines,
         (0..15).map(|i| format!("line {i}")).collect::<Vec<_>>()
     );
-    // Past the next index: retry from where the collector is.
+    // Past the next index: the entries between were dropped before they reached the
+    // flusher (batches go out in order), so the hole can never be filled. The
+    // generation is terminated where the collector is and the next one starts at the
+    // batch, which is resent.
+    f.flush(&Batch {
+        streams: vec![stream("h/+/c", 0, 5)],
+    })
+    .await
+    .unwrap();
     let ahead = Batch {
-        streams: vec![stream("h/+/a", 20, 1)],
+        streams: vec![stream("h/+/c", 8, 2)],
     };
     assert!(matches!(
         f.flush(&ahead).await.unwrap()[0],
-        StreamAck::Retry { from: 15, .. }
+        StreamAck::Retry { from: 8, .. }
     ));
+    assert_eq!(
+        f.flush(&ahead).await.unwrap(),
+        vec![StreamAck::Acked { next: 10 }]
+    );
+    let old = c
+        .store
+        .stream("h/+/c")
+        .await
+        .unwrap()
+        .expect("old generation");
+    assert_eq!(
+        old.terminal_count,
+        Some(5),
+        "the old generation is complete"
+    );
+    assert_eq!(c.lines("h/+/c").await.len(), 5);
+    assert_eq!(c.lines("h/+/c/gen-2").await, vec!["line 8", "line 9"]);
 
     // The agent loses its data dir: new secrets, so the collector refuses them, and the
     // flusher opens generation 2 of the path, numbered from the batch's first index.

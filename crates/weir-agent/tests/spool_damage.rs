@@ -174,14 +174,23 @@ async fn damaged_cursor_redelivers_from_the_oldest_record() {
 }
 
 #[tokio::test]
-async fn a_segment_of_another_format_version_is_refused_not_misread() {
+async fn a_segment_of_another_format_version_is_refused_a_flipped_version_byte_is_not() {
     let dir = tempfile::tempdir().unwrap();
     write_records(dir.path(), 1).await;
     let f = OpenOptions::new()
         .write(true)
         .open(seg(dir.path(), 0))
         .unwrap();
+    // Only the version byte differs and the frames check out under this format: a
+    // flipped byte, read as damage, never a spool that must be deleted by hand.
     f.write_all_at(b"WEIRSPL\x07", 0).unwrap();
+    let spool = Spool::open(dir.path(), config()).await.unwrap();
+    assert_eq!(delivered(&spool).await, [0]);
+    drop(spool);
+    // Frames of another layout as well: written by another version, refused rather
+    // than misread.
+    f.write_all_at(b"WEIRSPL\x07", 0).unwrap();
+    f.write_all_at(&[0xA5; 16], 8).unwrap();
     assert!(matches!(
         Spool::open(dir.path(), config()).await,
         Err(SpoolError::UnsupportedVersion { found: 7, .. })

@@ -1,6 +1,7 @@
 //! Collector ingest benchmark: (a) Loggregator `BatchSender`, batches of 100 log
 //! envelopes; (b) weir.v1 bundles of 100 entries per stream across 1,000 streams.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ pub struct Args {
     settle_secs: u64,
 }
 
-fn load_lines(path: Option<&PathBuf>) -> anyhow::Result<Vec<bytes::Bytes>> {
+pub(crate) fn load_lines(path: Option<&PathBuf>) -> anyhow::Result<Vec<bytes::Bytes>> {
     let lines: Vec<bytes::Bytes> = match path {
         Some(p) => std::fs::read(p)
             .with_context(|| format!("cannot read {}", p.display()))?
@@ -141,8 +142,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let cpu0 = procstat::self_cpu_secs();
         let start = Instant::now();
         let (envelopes, bytes) = match s.trim() {
-            "a" => batch_sender(&collector, &args, &lines).await?,
-            "b" => bundles(&collector, &args, &lines).await?,
+            "a" => {
+                batch_sender(&[collector.grpc], args.envelopes, args.connections, &lines).await?
+            }
+            "b" => bundles(&[collector.grpc], args.envelopes, args.connections, &lines).await?,
             other => anyhow::bail!("unknown scenario {other:?} (a or b)"),
         };
         let wall = start.elapsed();
@@ -173,16 +176,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// (a): each connection streams batches of 100 over one BatchSender call.
-async fn batch_sender(
-    c: &Collector,
-    args: &Args,
+/// (a): each connection streams batches of 100 over one BatchSender call; connection
+/// `i` goes to collector `grpc[i % len]`. Returns (envelopes, encoded bytes).
+pub(crate) async fn batch_sender(
+    grpc: &[SocketAddr],
+    envelopes: u64,
+    connections: usize,
     lines: &[bytes::Bytes],
 ) -> anyhow::Result<(u64, u64)> {
-    let per_conn = args.envelopes / args.connections as u64 / 100;
+    anyhow::ensure!(
+        !grpc.is_empty() && connections > 0,
+        "no collector or connection"
+    );
+    let per_conn = envelopes / connections as u64 / 100;
     let mut tasks = Vec::new();
-    for conn in 0..args.connections {
-        let uri = format!("http://{}", c.grpc);
+    for conn in 0..connections {
+        let uri = format!("http://{}", grpc[conn % grpc.len()]);
         let lines = lines.to_vec();
         tasks.push(tokio::spawn(async move {
             let mut client = IngressClient::connect(uri).await?;
@@ -229,17 +238,27 @@ async fn batch_sender(
 }
 
 /// (b): each connection owns 1000/connections streams and sends bundles of 10 of them
-/// with 100 entries each, checking every result.
-async fn bundles(c: &Collector, args: &Args, lines: &[bytes::Bytes]) -> anyhow::Result<(u64, u64)> {
+/// with 100 entries each, checking every result; connection `i` goes to collector
+/// `grpc[i % len]`. Returns (envelopes, encoded bytes).
+pub(crate) async fn bundles(
+    grpc: &[SocketAddr],
+    envelopes: u64,
+    connections: usize,
+    lines: &[bytes::Bytes],
+) -> anyhow::Result<(u64, u64)> {
     const STREAMS: usize = 1000;
     const PER_BUNDLE: usize = 10;
     const ENTRIES: u64 = 100;
-    let bundles_per_conn = args.envelopes / args.connections as u64 / (PER_BUNDLE as u64 * ENTRIES);
+    anyhow::ensure!(
+        !grpc.is_empty() && connections > 0,
+        "no collector or connection"
+    );
+    let bundles_per_conn = envelopes / connections as u64 / (PER_BUNDLE as u64 * ENTRIES);
     let mut tasks = Vec::new();
-    for conn in 0..args.connections {
-        let uri = format!("http://{}", c.grpc);
+    for conn in 0..connections {
+        let uri = format!("http://{}", grpc[conn % grpc.len()]);
         let lines = lines.to_vec();
-        let owned: Vec<usize> = (conn..STREAMS).step_by(args.connections).collect();
+        let owned: Vec<usize> = (conn..STREAMS).step_by(connections).collect();
         tasks.push(tokio::spawn(async move {
             let mut client = IngestClient::connect(uri)
                 .await?

@@ -3,14 +3,19 @@
 //! and prints envelopes/s, MiB/s, CPU seconds per GiB (collector and client), the
 //! collector's peak RSS, and disk bytes written per ingested byte.
 //!
-//! `hub` measures the live fan-out (in-process, gRPC, SSE subscribers).
+//! `hub` measures the live fan-out (in-process, gRPC, SSE subscribers). `agent` measures
+//! `weir agent` pipelines: file → tcp, file → blackhole, file → collector, steady load.
+//! `jetstream` measures ingest on NATS JetStream (single node and a three-node cluster,
+//! one and two collectors) beside fjall.
 //!
 //! Run it with `bench/collector.sh` (builds in release mode, makes the input with
-//! `shared/bench/gen-logs.py`) or `bench/hub.sh`.
+//! `shared/bench/gen-logs.py`), `bench/hub.sh` or `bench/agent.sh`.
 
+mod agent;
 mod collector;
 mod emit;
 mod hub;
+mod jetstream;
 mod procstat;
 mod serve;
 
@@ -33,6 +38,11 @@ enum Cmd {
     Emit(emit::Args),
     /// Live hub fan-out: in-process, gRPC and SSE subscribers; throughput and latency.
     Hub(hub::Args),
+    /// Agent pipelines: file → tcp / blackhole / collector, and a steady writer.
+    Agent(agent::Args),
+    /// Collector ingest on NATS JetStream (one and two collectors, one and three
+    /// nodes) beside fjall.
+    Jetstream(jetstream::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +56,8 @@ fn main() -> anyhow::Result<()> {
             Cmd::Collector(args) => collector::run(args).await,
             Cmd::Emit(args) => emit::run(args).await,
             Cmd::Hub(args) => hub::run(args).await,
+            Cmd::Agent(args) => agent::run(args).await,
+            Cmd::Jetstream(args) => jetstream::run(args).await,
         }
     })
 }

@@ -26,6 +26,20 @@ impl Collector {
         data_dir: &Path,
         config: Option<&Path>,
     ) -> anyhow::Result<Collector> {
+        let extra: Vec<String> = match config {
+            Some(c) => vec!["--config".into(), c.display().to_string()],
+            None => Vec::new(),
+        };
+        Self::start_with_args(bin, data_dir, &extra)
+    }
+
+    /// Starts `weir serve` with these extra arguments (e.g. `--store nats://…`) on
+    /// ephemeral loopback ports.
+    pub fn start_with_args(
+        bin: &Path,
+        data_dir: &Path,
+        extra: &[String],
+    ) -> anyhow::Result<Collector> {
         let mut command = Command::new(bin);
         command
             .args([
@@ -37,9 +51,7 @@ impl Collector {
             ])
             .arg("--data-dir")
             .arg(data_dir);
-        if let Some(config) = config {
-            command.arg("--config").arg(config);
-        }
+        command.args(extra);
         let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -77,5 +89,15 @@ impl Collector {
         }
         self.child.wait()?;
         Ok(())
+    }
+}
+
+impl Drop for Collector {
+    /// Kills a collector that was not stopped (a benchmark that failed half-way).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

@@ -25,9 +25,8 @@
 
 use std::path::{Path, PathBuf};
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+use weir_core::pem::{self, PemError};
 
 /// The name the Loggregator Agent's certificate is checked against.
 pub const INGRESS_SERVER_NAME: &str = "metron";
@@ -37,21 +36,12 @@ pub const EGRESS_SERVER_NAME: &str = "reverselogproxy";
 /// Why TLS material could not be loaded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// No PEM certificate in the file, or one that is not valid PEM.
-    #[error("{}: no PEM certificate: {reason}", path.display())]
-    NoCertificate { path: PathBuf, reason: String },
+    /// A file could not be read, or holds no usable PEM certificate or key.
+    #[error(transparent)]
+    Pem(#[from] PemError),
     /// A certificate that is not valid X.509.
     #[error("{}: not a valid X.509 certificate: {reason}", path.display())]
     BadCertificate { path: PathBuf, reason: String },
-    /// No PEM private key in the file.
-    #[error("{}: no PEM private key: {reason}", path.display())]
-    NoKey { path: PathBuf, reason: String },
     /// The certificate's validity ended.
     #[error("{}: the certificate of {subject} expired at {not_after}", path.display())]
     Expired {
@@ -127,7 +117,7 @@ impl ClientTls {
 
     /// Adds the CA (as the only trusted root) and the identity to an HTTP client. The
     /// server's certificate is checked against the host of the URL.
-    pub(crate) fn apply_http(
+    pub fn apply_http(
         &self,
         builder: reqwest::ClientBuilder,
     ) -> Result<reqwest::ClientBuilder, TlsError> {
@@ -165,29 +155,13 @@ pub fn egress_tls_config(
     Ok(ClientTls::mutual(ca, cert, key)?.grpc_config(EGRESS_SERVER_NAME))
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// Reads a PEM file of certificates, checking each parses; `check_validity` also
 /// refuses an expired or not-yet-valid first certificate (the leaf of an identity).
 fn read_certificates(path: &Path, check_validity: bool) -> Result<Vec<u8>, TlsError> {
-    let pem = read(path)?;
-    let no_cert = |reason: String| TlsError::NoCertificate {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut certs = CertificateDer::pem_slice_iter(&pem).peekable();
-    if certs.peek().is_none() {
-        return Err(no_cert("the file holds no CERTIFICATE block".into()));
-    }
-    for (i, der) in certs.enumerate() {
-        let der = der.map_err(|e| no_cert(e.to_string()))?;
+    let pem = pem::read(path)?;
+    for (i, der) in pem::certificates(path, &pem)?.iter().enumerate() {
         let (_, cert) =
-            x509_parser::parse_x509_certificate(&der).map_err(|e| TlsError::BadCertificate {
+            x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::BadCertificate {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;
@@ -215,11 +189,8 @@ fn read_certificates(path: &Path, check_validity: bool) -> Result<Vec<u8>, TlsEr
 
 /// Reads a PEM file holding a private key (PKCS#8, PKCS#1 or SEC1).
 fn read_key(path: &Path) -> Result<Vec<u8>, TlsError> {
-    let pem = read(path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::NoKey {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let pem = pem::read(path)?;
+    pem::private_key(path, &pem)?;
     Ok(pem)
 }
 
@@ -237,7 +208,10 @@ mod tests {
         let junk = dir.path().join("junk.crt");
         std::fs::write(&junk, "not pem").unwrap();
         let e = ClientTls::server_only(&junk).unwrap_err();
-        assert!(matches!(e, TlsError::NoCertificate { .. }), "{e}");
+        assert!(
+            matches!(e, TlsError::Pem(PemError::NoCertificate { .. })),
+            "{e}"
+        );
         assert!(e.to_string().contains("junk.crt"), "{e}");
     }
 }

@@ -208,6 +208,9 @@ fn an_expired_certificate_is_refused_at_load_naming_the_file() {
         write(d, "nokey.key", &cert),
     )
     .unwrap_err();
-    assert!(matches!(e, TlsError::NoKey { .. }), "{e}");
+    assert!(
+        matches!(e, TlsError::Pem(weir_core::pem::PemError::NoKey { .. })),
+        "{e}"
+    );
     assert!(e.to_string().contains("nokey.key"), "{e}");
 }

@@ -23,6 +23,10 @@ pub struct CollectorConfig {
     pub limits: Limits,
     /// The embedded store.
     pub store: FjallConfig,
+    /// The NATS JetStream store (`[nats]`, or `weir serve --store nats://…`): when set,
+    /// it is used instead of the embedded one, and collectors sharing it act as one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<weir_store_nats::NatsConfig>,
     /// Live egress: the hub, `loggregator.v2.Egress`, `/v2/read` and follows.
     pub egress: EgressConfig,
     /// TLS (and mutual TLS) on both listeners; plain TCP when absent.
@@ -43,6 +47,7 @@ impl Default for CollectorConfig {
             state_cache: StateCacheConfig::default(),
             limits: Limits::default(),
             store: FjallConfig::default(),
+            nats: None,
             egress: EgressConfig::default(),
             tls: None,
             events: crate::events::EventsConfig::default(),
@@ -98,6 +103,21 @@ pub struct EgressConfig {
     /// At most one drop warning per subscriber per this many milliseconds; also how
     /// often the per-subscriber drop metric catches up.
     pub drop_report_interval_ms: u64,
+    /// The live relay across collectors: NATS server URLs (`nats://host:4222`, several
+    /// separated by commas). Absent: in-process only, each collector's subscribers see
+    /// what it ingests. `weir serve --store nats://…` sets it to the store's servers.
+    /// See [`crate::relay`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
+    /// Subject prefix of the relay: envelopes on `<prefix>.env`, interest pings on
+    /// `<prefix>.interest`. Collectors relay to each other only with the same prefix.
+    pub relay_subject: String,
+    /// Most envelopes waiting to be published to the relay; beyond that new ones are
+    /// dropped and counted (`weir_relay_dropped_envelopes_total{reason="queue_full"}`).
+    pub relay_queue: usize,
+    /// Most envelopes in one relay message (messages are also cut below the server's
+    /// `max_payload`).
+    pub relay_batch: usize,
 }
 
 impl Default for EgressConfig {
@@ -110,6 +130,10 @@ impl Default for EgressConfig {
             heartbeat_interval_ms: 15_000,
             stream_timeout_ms: 14 * 60 * 1_000,
             drop_report_interval_ms: 1_000,
+            relay: None,
+            relay_subject: "weir.live".to_string(),
+            relay_queue: 100_000,
+            relay_batch: 1_000,
         }
     }
 }

@@ -6,6 +6,8 @@
 //! - [`state_cache`]: the stream-state cache in front of the registry.
 //! - [`hub`]: the live hub: stored envelopes fanned out to subscribers, each behind its
 //!   own diode, with Loggregator's selectors and shard groups.
+//! - [`relay`]: the live relay: the hubs of every collector on one NATS fed with what
+//!   any of them stored, shard groups split across collectors.
 //! - [`follow`]: following a stream or a prefix from the store, history then live.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`grpc`]: `loggregator.v2.Ingress`, `weir.v1.Ingest`, `weir.v1.Streams`.
@@ -29,6 +31,7 @@ pub mod info;
 pub mod lifecycle;
 pub mod metrics;
 pub mod obs_metrics;
+pub mod relay;
 pub mod retention;
 pub mod server;
 pub mod state_cache;

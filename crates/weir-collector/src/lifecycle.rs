@@ -31,6 +31,10 @@ pub async fn start(
     if let Err(e) = events.start().await {
         tracing::warn!("event queue: {e}");
     }
+    match count_streams(collector.store().as_ref()).await {
+        Ok(n) => collector.metrics().set_streams(n),
+        Err(e) => tracing::warn!("cannot count the streams for weir_streams: {e}"),
+    }
     events.add(
         kind::COLLECTOR_STARTED,
         format!("collector started: gRPC on {grpc_addr}, HTTP on {http_addr}"),
@@ -51,6 +55,21 @@ pub async fn start(
         collector: collector.clone(),
         stop,
         retention,
+    }
+}
+
+/// Streams in the store's registry (read a page at a time).
+async fn count_streams(store: &dyn weir_store::Store) -> Result<u64, weir_store::StoreError> {
+    const PAGE: usize = 10_000;
+    let mut count = 0u64;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list("", after.as_deref(), PAGE).await?;
+        count += page.len() as u64;
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = Some(last.path.clone()),
+            _ => return Ok(count),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! | `weir_rejected_total` | `reason` | requests or per-stream appends refused with an answer to the client |
 //! | `weir_dropped_envelopes_total` | `reason` | envelopes of Loggregator clients discarded (those protocols have no per-envelope answer) |
 //! | `weir_streams_registered_total` | | streams newly registered |
+//! | `weir_streams` | | streams in the store's registry (counted at start, then moved by registrations; streams are never unregistered) |
 //! | `weir_bundles_total` | | weir.v1 bundles processed |
 //! | `weir_stream_state_cache_entries` | | streams held in the stream-state cache |
 //! | `weir_hub_published_envelopes_total` | | newly stored envelopes handed to the live hub (wanted by at least one subscription) |
@@ -18,6 +19,7 @@
 //! | `weir_egress_streams` | `egress` | egress streams open now (live subscribers and follows) |
 //!
 //! Histograms, retries, retention, event-queue and hub gauges: [`crate::obs_metrics`].
+//! The live relay's: [`crate::relay::RelayMetrics`].
 //!
 //! Every rejection is counted exactly once, under the first reason that applies.
 //! Counters with labels are resolved once here, so the hot path only adds to atomics.
@@ -212,6 +214,7 @@ struct Inner {
     rejected: [Counter; RejectReason::ALL.len()],
     dropped: [Counter; DropReason::ALL.len()],
     registered: Counter,
+    streams: Gauge,
     bundles: Counter,
     cached_streams: Gauge,
     hub_published: Counter,
@@ -220,6 +223,7 @@ struct Inner {
     subscriber_dropped: Family<SubscriberLabels, Counter>,
     egress_streams: [Gauge; Egress::ALL.len()],
     obs: crate::obs_metrics::ObsMetrics,
+    relay: crate::relay::RelayMetrics,
 }
 
 impl Default for Metrics {
@@ -287,6 +291,12 @@ impl Metrics {
             "Streams newly registered in the store",
             registered.clone(),
         );
+        let streams = Gauge::default();
+        registry.register(
+            "weir_streams",
+            "Streams in the store's registry",
+            streams.clone(),
+        );
         let bundles = Counter::default();
         registry.register("weir_bundles", "weir.v1 bundles processed", bundles.clone());
         let cached_streams = Gauge::default();
@@ -331,6 +341,7 @@ impl Metrics {
         let egress_streams =
             Egress::ALL.map(|e| streams_family.get_or_create_owned(&[("egress", e.as_str())]));
         let obs = crate::obs_metrics::ObsMetrics::register(&mut registry);
+        let relay = crate::relay::RelayMetrics::register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -342,6 +353,7 @@ impl Metrics {
                 rejected,
                 dropped,
                 registered,
+                streams,
                 bundles,
                 cached_streams,
                 hub_published,
@@ -350,8 +362,14 @@ impl Metrics {
                 subscriber_dropped,
                 egress_streams,
                 obs,
+                relay,
             }),
         }
+    }
+
+    /// The live relay's counters ([`crate::relay::RelayMetrics`]).
+    pub fn relay(&self) -> &crate::relay::RelayMetrics {
+        &self.inner.relay
     }
 
     /// Histograms, retries, retention and scrape-time gauges ([`crate::obs_metrics`]).
@@ -466,9 +484,20 @@ impl Metrics {
         self.inner.dropped[reason as usize].inc_by(n);
     }
 
-    /// Counts one stream newly registered.
+    /// Counts one stream newly registered (and one more stream in the registry).
     pub fn stream_registered(&self) {
         self.inner.registered.inc();
+        self.inner.streams.inc();
+    }
+
+    /// Sets the number of streams in the registry (counted at start).
+    pub fn set_streams(&self, n: u64) {
+        self.inner.streams.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Current value of `weir_streams`.
+    pub fn streams(&self) -> i64 {
+        self.inner.streams.get()
     }
 
     /// Counts one bundle.

@@ -74,6 +74,9 @@ pub enum ServerError {
     /// The gRPC server refused the TLS configuration.
     #[error("gRPC TLS setup failed: {0}")]
     GrpcTls(tonic::transport::Error),
+    /// The live relay (`egress.relay`) could not start.
+    #[error("live relay: {0}")]
+    Relay(#[from] crate::relay::RelayError),
 }
 
 /// A bound, not yet serving collector. See the module docs.
@@ -122,6 +125,16 @@ impl Server {
         let http_addr = local(&http, "HTTP", config.http_addr)?;
         let metrics = Metrics::new();
         let collector = Collector::new(store, &config, metrics.clone());
+        if let Some(urls) = &config.egress.relay {
+            let relay = crate::relay::NatsRelay::connect(
+                urls,
+                &config.egress,
+                collector.hub().clone(),
+                metrics.clone(),
+            )
+            .await?;
+            collector.attach_relay(crate::relay::LiveRelay::Nats(relay));
+        }
         let retention = config.retention.clone();
         Ok(Server {
             grpc,
@@ -225,6 +238,7 @@ impl Server {
         background.stopping();
         stop.cancel();
         collector.close().await;
+        collector.close_relay().await;
         let servers = async {
             let g = if grpc_done {
                 Ok(())

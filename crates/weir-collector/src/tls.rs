@@ -14,14 +14,13 @@
 
 mod listener;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use tokio_rustls::rustls;
+use weir_core::pem::{self, PemError};
 
 pub use listener::TlsListener;
 pub(crate) use listener::serve_http;
@@ -48,18 +47,9 @@ pub struct TlsConfig {
 /// Why the TLS material could not be loaded. Every variant about a file names it.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// No PEM certificate in the file, or a block that is not valid PEM.
-    #[error("{}: no PEM certificate: {reason}", path.display())]
-    NoCertificate { path: PathBuf, reason: String },
-    /// No PEM private key in the file.
-    #[error("{}: no PEM private key: {reason}", path.display())]
-    NoKey { path: PathBuf, reason: String },
+    /// A file could not be read, or holds no usable PEM certificate or key.
+    #[error(transparent)]
+    Pem(#[from] PemError),
     /// A client CA certificate rustls cannot use as a trust anchor.
     #[error("{}: not a usable CA certificate: {reason}", path.display())]
     BadCa { path: PathBuf, reason: String },
@@ -91,13 +81,10 @@ impl std::fmt::Debug for ServerTls {
 impl ServerTls {
     /// Reads and checks the files of `config` (see the module docs).
     pub fn load(config: &TlsConfig) -> Result<ServerTls, TlsError> {
-        let cert_pem = read(&config.cert)?;
-        let certs = certificates(&config.cert, &cert_pem)?;
-        let key_pem = read(&config.key)?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::NoKey {
-            path: config.key.clone(),
-            reason: e.to_string(),
-        })?;
+        let cert_pem = pem::read(&config.cert)?;
+        let certs = pem::certificates(&config.cert, &cert_pem)?;
+        let key_pem = pem::read(&config.key)?;
+        let key = pem::private_key(&config.key, &key_pem)?;
         let refused = |reason: String| TlsError::Refused {
             cert: config.cert.clone(),
             key: config.key.clone(),
@@ -114,13 +101,13 @@ impl ServerTls {
         let builder = match &config.client_ca {
             None => builder.with_no_client_auth(),
             Some(ca_path) => {
-                let ca_pem = read(ca_path)?;
+                let ca_pem = pem::read(ca_path)?;
                 let bad_ca = |reason: String| TlsError::BadCa {
                     path: ca_path.clone(),
                     reason,
                 };
                 let mut roots = rustls::RootCertStore::empty();
-                for ca in certificates(ca_path, &ca_pem)? {
+                for ca in pem::certificates(ca_path, &ca_pem)? {
                     roots.add(ca).map_err(|e| bad_ca(e.to_string()))?;
                 }
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -164,28 +151,6 @@ impl ServerTls {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// The certificates of a PEM file, at least one.
-fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let no_cert = |reason: String| TlsError::NoCertificate {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| no_cert(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(no_cert("the file holds no CERTIFICATE block".into()));
-    }
-    Ok(certs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,7 +173,10 @@ mod tests {
             ..missing
         })
         .unwrap_err();
-        assert!(matches!(e, TlsError::NoCertificate { .. }), "{e}");
+        assert!(
+            matches!(e, TlsError::Pem(PemError::NoCertificate { .. })),
+            "{e}"
+        );
         assert!(e.to_string().contains("junk.pem"), "{e}");
     }
 }

@@ -8,10 +8,8 @@ use weir_collector::CollectorConfig;
 use weir_collector::metrics::{DropReason, RejectReason, protocol};
 use weir_core::Limits;
 use weir_proto::wv1::{self, StreamResult, stream_result::Result as R};
-use weir_store::{
-    AppendOutcome, AppendRequest, Appended, Owner, ReadBatch, RegisterOutcome, Registration,
-    RetentionReport, Store, StoreError, StreamState, TerminateOutcome,
-};
+use weir_store::StoreError;
+use weir_store::hooked::{Hook, HookedStore, Operation};
 
 const GOOD: &str = "good/+/stream";
 const SECRET: &str = "s3cret";
@@ -451,79 +449,37 @@ async fn loggregator_envelopes_go_to_their_streams_in_order() {
     );
 }
 
-/// The real store with a gate in front of `append`: it says when an append has arrived
-/// and holds it until the test opens the gate. Everything else goes straight through.
-struct GatedStore {
-    inner: std::sync::Arc<dyn Store>,
+/// A gate in front of `append` over the real store: it says when an append has
+/// arrived and holds it until the test opens the gate (one permit per append).
+struct Gate {
     arrived: tokio::sync::Notify,
     gate: tokio::sync::Semaphore,
 }
 
 #[async_trait::async_trait]
-impl Store for GatedStore {
-    async fn register(&self, reg: Registration) -> Result<RegisterOutcome, StoreError> {
-        self.inner.register(reg).await
-    }
-    async fn append(&self, req: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        self.arrived.notify_one();
-        let _permit = self.gate.acquire().await;
-        self.inner.append(req).await
-    }
-    async fn terminate(
-        &self,
-        path: &str,
-        owner: &Owner,
-        count: u64,
-    ) -> Result<TerminateOutcome, StoreError> {
-        self.inner.terminate(path, owner, count).await
-    }
-    async fn stream(&self, path: &str) -> Result<Option<StreamState>, StoreError> {
-        self.inner.stream(path).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<StreamState>, StoreError> {
-        self.inner.list(prefix, after, limit).await
-    }
-    async fn read(
-        &self,
-        path: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Option<ReadBatch>, StoreError> {
-        self.inner.read(path, from, limit).await
-    }
-    async fn index_at_time(&self, path: &str, time_ns: i64) -> Result<Option<u64>, StoreError> {
-        self.inner.index_at_time(path, time_ns).await
-    }
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Appended> {
-        self.inner.subscribe()
-    }
-    async fn expire_before(&self, cutoff_ns: i64) -> Result<RetentionReport, StoreError> {
-        self.inner.expire_before(cutoff_ns).await
-    }
-    async fn expire_stream(&self, path: &str, low_water: u64) -> Result<Option<u64>, StoreError> {
-        self.inner.expire_stream(path, low_water).await
-    }
-    async fn partitions(&self) -> Result<Vec<weir_store::PartitionUsage>, StoreError> {
-        self.inner.partitions().await
-    }
-    async fn close(&self) -> Result<(), StoreError> {
-        self.inner.close().await
+impl Hook for Gate {
+    async fn before(&self, op: Operation<'_>) -> Result<(), StoreError> {
+        if let Operation::Append(_) = op {
+            self.arrived.notify_one();
+            let permit = self.gate.acquire().await;
+            permit
+                .map_err(|_| StoreError::Unavailable("gate closed".into()))?
+                .forget();
+        }
+        Ok(())
     }
 }
 
 #[tokio::test]
 async fn close_waits_for_work_under_way_then_refuses() {
     let (_dir, real) = open_store();
-    let store = std::sync::Arc::new(GatedStore {
-        inner: real,
-        arrived: tokio::sync::Notify::new(),
-        gate: tokio::sync::Semaphore::new(0),
-    });
+    let store = std::sync::Arc::new(HookedStore::new(
+        real,
+        Gate {
+            arrived: tokio::sync::Notify::new(),
+            gate: tokio::sync::Semaphore::new(0),
+        },
+    ));
     let c = weir_collector::Collector::new(
         store.clone(),
         &CollectorConfig::default(),
@@ -537,7 +493,7 @@ async fn close_waits_for_work_under_way_then_refuses() {
         })
     };
     // The append is under way, held at the gate.
-    store.arrived.notified().await;
+    store.hook().arrived.notified().await;
     let closer = {
         let c = c.clone();
         tokio::spawn(async move {
@@ -569,7 +525,7 @@ async fn close_waits_for_work_under_way_then_refuses() {
     assert!(report.unavailable.is_some());
     assert_eq!(c.metrics().dropped_count(DropReason::Unavailable), 1);
 
-    store.gate.add_permits(1);
+    store.hook().gate.add_permits(1);
     let stored = closer.await.expect("closer");
     assert_eq!(payloads(&stored), ["a", "b"]);
     let resp = worker.await.expect("worker");

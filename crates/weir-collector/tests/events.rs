@@ -14,15 +14,13 @@ use weir_collector::CollectorConfig;
 use weir_collector::events::query::{self, EventQuery};
 use weir_collector::events::{EVENTS_PATH, kind};
 use weir_collector::hub::{Egress, Filter, Kind, Names, SubscribeRequest};
-use weir_collector::metrics::protocol;
+use weir_collector::metrics::{RejectReason, protocol};
 use weir_collector::retention::RetentionRule;
 use weir_proto::lv2::envelope::Message as Body;
 use weir_proto::wv1;
-use weir_store::{
-    AppendOutcome, AppendRequest, Appended, FjallConfig, FjallStore, FsyncPolicy, Owner,
-    PartitionUsage, ReadBatch, RegisterOutcome, Registration, RetentionReport, Store, StoreError,
-    StreamState, TerminateOutcome,
-};
+use weir_proto::wv1::stream_result::Result as R;
+use weir_store::hooked::{Hook, HookedStore, Operation};
+use weir_store::{FjallConfig, FjallStore, FsyncPolicy, Store, StoreError};
 
 use common::{TestServer, append, lg_log};
 
@@ -30,77 +28,23 @@ const DAY_NS: i64 = 86_400 * 1_000_000_000;
 /// How long a test waits for an event before failing.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The real store with a switch that makes writes and lookups of the events stream
+/// A switch over the real store that makes writes and lookups of the events stream
 /// fail, as a store that goes down would; everything else goes straight through.
-struct FaultyStore {
-    inner: Arc<dyn Store>,
+struct FailEvents {
     failing: AtomicBool,
 }
 
-impl FaultyStore {
-    fn check(&self, path: &str) -> Result<(), StoreError> {
-        if path == EVENTS_PATH && self.failing.load(Ordering::SeqCst) {
+#[async_trait::async_trait]
+impl Hook for FailEvents {
+    async fn before(&self, op: Operation<'_>) -> Result<(), StoreError> {
+        let events = matches!(
+            op,
+            Operation::Register(p) | Operation::Append(p) | Operation::Stream(p) if p == EVENTS_PATH
+        );
+        if events && self.failing.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("injected failure".into()));
         }
         Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl Store for FaultyStore {
-    async fn register(&self, reg: Registration) -> Result<RegisterOutcome, StoreError> {
-        self.check(&reg.path)?;
-        self.inner.register(reg).await
-    }
-    async fn append(&self, req: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        self.check(&req.path)?;
-        self.inner.append(req).await
-    }
-    async fn terminate(
-        &self,
-        path: &str,
-        owner: &Owner,
-        count: u64,
-    ) -> Result<TerminateOutcome, StoreError> {
-        self.inner.terminate(path, owner, count).await
-    }
-    async fn stream(&self, path: &str) -> Result<Option<StreamState>, StoreError> {
-        self.check(path)?;
-        self.inner.stream(path).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<StreamState>, StoreError> {
-        self.inner.list(prefix, after, limit).await
-    }
-    async fn read(
-        &self,
-        path: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Option<ReadBatch>, StoreError> {
-        self.inner.read(path, from, limit).await
-    }
-    async fn index_at_time(&self, path: &str, time_ns: i64) -> Result<Option<u64>, StoreError> {
-        self.inner.index_at_time(path, time_ns).await
-    }
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Appended> {
-        self.inner.subscribe()
-    }
-    async fn expire_before(&self, cutoff_ns: i64) -> Result<RetentionReport, StoreError> {
-        self.inner.expire_before(cutoff_ns).await
-    }
-    async fn expire_stream(&self, path: &str, low_water: u64) -> Result<Option<u64>, StoreError> {
-        self.inner.expire_stream(path, low_water).await
-    }
-    async fn partitions(&self) -> Result<Vec<PartitionUsage>, StoreError> {
-        self.inner.partitions().await
-    }
-    async fn close(&self) -> Result<(), StoreError> {
-        self.inner.close().await
     }
 }
 
@@ -170,10 +114,12 @@ fn bundle(streams: Vec<wv1::StreamAppend>) -> wv1::Bundle {
 async fn events_appear_when_their_cause_is_provoked() {
     let dir = tempfile::tempdir().expect("temp dir");
     let offset = Arc::new(AtomicI64::new(0));
-    let faulty = Arc::new(FaultyStore {
-        inner: store_with_offset(dir.path(), offset.clone()),
-        failing: AtomicBool::new(false),
-    });
+    let faulty = Arc::new(HookedStore::new(
+        store_with_offset(dir.path(), offset.clone()),
+        FailEvents {
+            failing: AtomicBool::new(false),
+        },
+    ));
     let mut config = CollectorConfig::default();
     config.events.health_check_interval = Duration::from_millis(50);
     config.retention.interval = Duration::from_secs(1);
@@ -267,7 +213,7 @@ async fn events_appear_when_their_cause_is_provoked() {
 
     // The event store fails: the queue pauses, discarding (counted); once the store is
     // back the pause and the resume are written.
-    faulty.failing.store(true, Ordering::SeqCst);
+    faulty.hook().failing.store(true, Ordering::SeqCst);
     c.process(bundle(vec![append("app/+/during-pause", "p", 0, &["x"])]))
         .await;
     tokio::time::timeout(WAIT, async {
@@ -280,7 +226,7 @@ async fn events_appear_when_their_cause_is_provoked() {
     c.events()
         .add("test_while_paused", "discarded", Default::default());
     assert!(c.events().stats().discarded_paused >= 2);
-    faulty.failing.store(false, Ordering::SeqCst);
+    faulty.hook().failing.store(false, Ordering::SeqCst);
     let resumed = event_of(&server, kind::EVENT_QUEUE_RESUMED).await;
     let paused = event_of(&server, kind::EVENT_QUEUE_PAUSED).await;
     assert!(
@@ -413,4 +359,133 @@ async fn events_reach_live_subscribers_as_loggregator_events() {
     );
     drop(sub);
     server.stop().await.expect("stop");
+}
+
+/// An append of agent events (`Event` envelopes) to `path` from `first`.
+fn agent_events(path: &str, member: &str, first: u64, kinds: &[(&str, i64)]) -> wv1::StreamAppend {
+    wv1::StreamAppend {
+        path: path.into(),
+        secret: b"agent-secret".to_vec(),
+        descriptor: None,
+        first_index: first,
+        entries: kinds
+            .iter()
+            .map(|(kind, ts)| {
+                weir_core::event_queue::Event {
+                    kind: kind.to_string(),
+                    message: format!("{kind} on {member}"),
+                    timestamp_ns: *ts,
+                    member_id: member.into(),
+                    fields: [("flusher".to_string(), "central".to_string())].into(),
+                }
+                .to_envelope()
+            })
+            .collect(),
+        terminal_count: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agent_event_streams_are_listed_once_and_the_weir_prefix_is_reserved() {
+    let mut config = CollectorConfig::default();
+    // One worker: events are stored in the order they were added.
+    config.events.workers = 1;
+    let server = TestServer::start_with(config).await;
+    let c = &server.collector;
+    let path = "weir/agent/edge-1/+/events";
+    let t0 = weir_core::now_ns() - 60_000_000_000;
+
+    // An agent ships two events; a resend of the first is a duplicate.
+    let r = c
+        .process(bundle(vec![agent_events(
+            path,
+            "edge-1",
+            0,
+            &[("flusher_failing", t0), ("flusher_recovered", t0 + 1)],
+        )]))
+        .await;
+    assert_eq!(r.results[0].result, Some(R::StoredNext(2)), "{r:?}");
+    let r = c
+        .process(bundle(vec![agent_events(
+            path,
+            "edge-1",
+            0,
+            &[("flusher_failing", t0)],
+        )]))
+        .await;
+    assert_eq!(r.results[0].result, Some(R::StoredNext(2)), "{r:?}");
+    assert_eq!(r.results[0].duplicates, 1);
+    // A marker after the resend: once it is listed, a forwarded duplicate would be too.
+    c.process(bundle(vec![agent_events(
+        path,
+        "edge-1",
+        2,
+        &[("marker", t0 + 2)],
+    )]))
+    .await;
+    let marker = event_of(&server, "marker").await;
+    assert_eq!(marker["member"], "edge-1");
+
+    let (status, page) = get_json(&server, "/v1/events?type=flusher_failing").await;
+    assert_eq!(status, 200);
+    let failing = page["events"].as_array().expect("events");
+    assert_eq!(failing.len(), 1, "listed once: {page}");
+    assert_eq!(failing[0]["member"], "edge-1");
+    assert_eq!(
+        failing[0]["timestamp_ns"], t0,
+        "the agent's own time is kept"
+    );
+    assert_eq!(field(&failing[0], "flusher"), "central");
+    // `since` finds an agent event by its own time even though it arrived later.
+    let (_, page) = get_json(
+        &server,
+        &format!("/v1/events?type=flusher_recovered&since={}", t0 - 1),
+    )
+    .await;
+    assert_eq!(page["events"].as_array().map(Vec::len), Some(1), "{page}");
+
+    // The agent's stream keeps them too, numbered as the agent sent them.
+    let stored = server
+        .store
+        .stream(path)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(stored.next_index, 3);
+
+    // Only Event envelopes go on an agent's event stream.
+    let mut logs = append(path, "x", 3, &["not an event"]);
+    logs.secret = b"agent-secret".to_vec();
+    let r = c.process(bundle(vec![logs])).await;
+    assert!(
+        matches!(&r.results[0].result, Some(R::Invalid(m)) if m.contains("only Event envelopes")),
+        "{r:?}"
+    );
+
+    // Everything else under weir/ is refused, the collector's own stream above all.
+    let refused_before = c.metrics().rejected_count(RejectReason::InvalidPath);
+    for bad in [
+        "weir/+/events",
+        "weir/+/other",
+        "weir/agent/edge-1/+/logs",
+        "weir/x/+/events",
+    ] {
+        let r = c.process(bundle(vec![append(bad, "s", 0, &["x"])])).await;
+        assert!(
+            matches!(&r.results[0].result, Some(R::Invalid(m)) if m.contains("reserved for weir's own events")),
+            "{bad}: {r:?}"
+        );
+    }
+    assert_eq!(
+        c.metrics().rejected_count(RejectReason::InvalidPath),
+        refused_before + 4
+    );
+    let own = server
+        .store
+        .stream(EVENTS_PATH)
+        .await
+        .expect("read")
+        .expect("the collector's events stream");
+    assert!(own.collector_owned, "still the collector's");
+    assert!(server.stop().await.is_ok());
 }

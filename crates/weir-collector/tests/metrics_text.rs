@@ -102,6 +102,7 @@ async fn metrics_parse_and_move_by_exactly_what_was_sent() {
         "weir_hub_subscribers",
         "weir_egress_streams",
         "weir_stream_state_cache_entries",
+        "weir_streams",
         "weir_retention_partitions_dropped_total",
         "weir_store_bytes",
     ] {
@@ -134,4 +135,36 @@ async fn metrics_parse_and_move_by_exactly_what_was_sent() {
     assert_eq!(delta("weir_append_entries_bucket{le=\"16.0\"}"), K as f64);
     assert_eq!(delta("weir_append_entries_bucket{le=\"8.0\"}"), 0.0);
     server.stop().await.expect("stop");
+}
+
+/// `weir_streams` counts the streams already in the store at start (the collector's
+/// events stream included) and every stream registered afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_gauge_counts_the_registry() {
+    let (dir, store) = common::open_store();
+    for i in 0..5 {
+        let reg = weir_store::Registration {
+            path: format!("before/+/s{i}"),
+            owner: weir_store::Owner::Producer(b"secret".to_vec()),
+            descriptor: weir_core::Descriptor {
+                content_type: "text/plain".into(),
+                tags: Default::default(),
+                created_ns: 1,
+            },
+        };
+        store.register(reg).await.expect("register");
+    }
+    let server =
+        TestServer::start_with_store(weir_collector::CollectorConfig::default(), (dir, store))
+            .await;
+    let (text, samples) = scrape(&server).await;
+    assert_eq!(samples.get("weir_streams"), Some(&6.0), "{text}");
+    let envs = vec![lg_log("app", "0", "x"), lg_log("web", "0", "y")];
+    server
+        .collector
+        .ingest_envelopes(envs, protocol::LOGGREGATOR_SEND)
+        .await;
+    let (text, samples) = scrape(&server).await;
+    assert_eq!(samples.get("weir_streams"), Some(&8.0), "{text}");
+    assert!(server.stop().await.is_ok());
 }

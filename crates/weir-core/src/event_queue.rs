@@ -36,6 +36,53 @@ pub struct Event {
     pub fields: BTreeMap<String, String>,
 }
 
+/// The source id of event envelopes (what egress subscribers select).
+pub const EVENT_SOURCE_ID: &str = "weir";
+
+impl Event {
+    /// The event as a Loggregator v2 `Event` envelope: `kind` → `event.title`, `message`
+    /// → `event.body`, `timestamp_ns` → `timestamp`, `member_id` → `instance_id`,
+    /// `fields` → `tags`, source id [`EVENT_SOURCE_ID`].
+    pub fn to_envelope(&self) -> crate::Envelope {
+        use weir_proto::lv2::{self, envelope::Message as Body};
+        crate::Envelope {
+            timestamp: self.timestamp_ns,
+            source_id: EVENT_SOURCE_ID.to_string(),
+            instance_id: self.member_id.clone(),
+            tags: self
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            message: Some(Body::Event(lv2::Event {
+                title: self.kind.clone(),
+                body: self.message.clone(),
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// The event an envelope carries (the inverse of [`Event::to_envelope`]); `None`
+    /// when it is not an `Event` envelope.
+    pub fn from_envelope(envelope: &crate::Envelope) -> Option<Event> {
+        use weir_proto::lv2::envelope::Message as Body;
+        let Some(Body::Event(e)) = &envelope.message else {
+            return None;
+        };
+        Some(Event {
+            kind: e.title.clone(),
+            message: e.body.clone(),
+            timestamp_ns: envelope.timestamp,
+            member_id: envelope.instance_id.clone(),
+            fields: envelope
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+}
+
 /// Why the event store failed.
 #[derive(Debug, thiserror::Error)]
 #[error("event store: {0}")]
@@ -176,6 +223,24 @@ impl EventClient {
             member_id: self.shared.config.member_id.clone(),
             fields,
         };
+        self.push(event);
+    }
+
+    /// Adds an event made elsewhere as it is (its time and member kept): how a
+    /// collector takes in the events agents ship. Never blocks; counted as `add` is.
+    pub fn forward(&self, event: Event) {
+        if self.shared.paused.load(Ordering::Acquire) {
+            self.shared
+                .stats
+                .discarded_paused
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.push(event);
+    }
+
+    fn push(&self, event: Event) {
+        let stats = &self.shared.stats;
         match self.tx.try_send(event) {
             Ok(()) => stats.added.fetch_add(1, Ordering::Relaxed),
             Err(_) => stats.discarded_full.fetch_add(1, Ordering::Relaxed),

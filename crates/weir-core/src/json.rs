@@ -86,7 +86,9 @@ pub use decode::{
     batch_from_json, batch_from_json_slice, envelope_from_json, envelope_from_json_slice,
 };
 pub use encode::{batch_to_json, envelope_to_json, write_batch, write_envelope};
-pub use people::{PeopleJson, format_rfc3339_nanos, people_entry, people_envelope};
+pub use people::{
+    PeopleJson, civil_from_days, format_rfc3339_nanos, people_entry, people_envelope,
+};
 pub use tags::{to_legacy_tags, to_preferred_tags};
 
 /// Why a JSON text was refused by the protojson readers.

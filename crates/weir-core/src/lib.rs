@@ -19,6 +19,7 @@ pub mod json;
 pub mod limits;
 pub mod path;
 pub mod payload;
+pub mod pem;
 pub mod validate;
 
 pub use descriptor::Descriptor;

@@ -7,6 +7,13 @@
 //!
 //! Streams of Loggregator clients (and other outside clients) live under the reserved
 //! prefix [`LOGGREGATOR_PREFIX`]: see [`loggregator_path`] for the mapping rule.
+//!
+//! The prefix [`WEIR_PREFIX`] is reserved for weir's own events: the collector's stream
+//! `weir/+/events`, and one stream per agent that ships its events,
+//! [`agent_events_path`] (`weir/agent/<member>/+/events`, or a later generation of it,
+//! `…/+/events/gen-N`). A producer may write only agent event streams there
+//! ([`StreamPath::parse_producer`]); anything else under `weir/` is refused with
+//! [`PathError::ReservedWeirPrefix`].
 
 use std::fmt;
 
@@ -15,6 +22,9 @@ pub const MAX_NAME_BYTES: usize = 4096;
 
 /// The first segment of every collector-owned stream of outside clients.
 pub const LOGGREGATOR_PREFIX: &str = "loggregator";
+
+/// The first segment of every stream of weir's own events.
+pub const WEIR_PREFIX: &str = "weir";
 
 /// Why a stream name or path is invalid; the message names the rule that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +45,10 @@ pub enum PathError {
     BadCharacter { part: &'static str, ch: char },
     #[error("the prefix \"loggregator/\" is reserved for streams the collector owns")]
     ReservedPrefix,
+    #[error(
+        "the prefix \"weir/\" is reserved for weir's own events: producers may write only agent event streams weir/agent/<member>/+/events"
+    )]
+    ReservedWeirPrefix,
 }
 
 fn allowed_char(c: char) -> bool {
@@ -91,12 +105,16 @@ impl StreamPath {
         })
     }
 
-    /// Parses a path that a weir producer may register: valid, and not under the
-    /// reserved `loggregator/` prefix.
+    /// Parses a path that a weir producer may register: valid, not under the reserved
+    /// `loggregator/` prefix, and under the reserved `weir/` prefix only when it is an
+    /// agent's event stream ([`StreamPath::is_agent_events`]).
     pub fn parse_producer(path: &str) -> Result<Self, PathError> {
         let p = Self::parse(path)?;
         if p.is_collector_owned() {
             return Err(PathError::ReservedPrefix);
+        }
+        if p.is_weir_reserved() && !p.is_agent_events() {
+            return Err(PathError::ReservedWeirPrefix);
         }
         Ok(p)
     }
@@ -124,6 +142,39 @@ impl StreamPath {
                 .strip_prefix(LOGGREGATOR_PREFIX)
                 .is_some_and(|rest| rest.starts_with('/'))
     }
+}
+
+impl StreamPath {
+    /// Whether the path is under the reserved `weir/` prefix (weir's own events).
+    pub fn is_weir_reserved(&self) -> bool {
+        first_segment(self.prefix()) == WEIR_PREFIX
+    }
+
+    /// Whether the path is an agent's event stream: prefix `weir/agent/<member>` (one
+    /// segment), name `events` or a generation of it (`events/gen-N`).
+    pub fn is_agent_events(&self) -> bool {
+        let mut prefix = self.prefix().split('/');
+        let shape = (prefix.next(), prefix.next(), prefix.next(), prefix.next());
+        let prefix_ok = matches!(shape, (Some(WEIR_PREFIX), Some("agent"), Some(_), None));
+        let name_ok = match self.name().strip_prefix("events") {
+            Some("") => true,
+            Some(rest) => rest
+                .strip_prefix("/gen-")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+            None => false,
+        };
+        prefix_ok && name_ok
+    }
+}
+
+fn first_segment(name: &str) -> &str {
+    name.split('/').next().unwrap_or(name)
+}
+
+/// The stream an agent named `member` ships its events on:
+/// `weir/agent/<member>/+/events`, the member mapped by [`to_segment`].
+pub fn agent_events_path(member: &str) -> String {
+    format!("{WEIR_PREFIX}/agent/{}/+/events", to_segment(member))
 }
 
 impl fmt::Display for StreamPath {
@@ -251,6 +302,40 @@ mod tests {
             Err(PathError::ReservedPrefix)
         );
         assert!(StreamPath::parse_producer("loggregatorx/app/+/0").is_ok());
+    }
+
+    #[test]
+    fn weir_prefix_is_reserved_but_for_agent_event_streams() {
+        for refused in [
+            "weir/+/events",
+            "weir/+/x",
+            "weir/agent/+/events",
+            "weir/agent/h/x/+/events",
+            "weir/agent/h/+/events2",
+            "weir/agent/h/+/events/gen-",
+            "weir/agent/h/+/events/other",
+            "weir/other/h/+/events",
+        ] {
+            assert_eq!(
+                StreamPath::parse_producer(refused),
+                Err(PathError::ReservedWeirPrefix),
+                "{refused}"
+            );
+        }
+        for allowed in [
+            "weir/agent/host-1/+/events",
+            "weir/agent/h/+/events/gen-2",
+            "weirx/+/events",
+            "app/weir/+/events",
+        ] {
+            assert!(StreamPath::parse_producer(allowed).is_ok(), "{allowed}");
+        }
+        assert_eq!(agent_events_path("a b"), "weir/agent/a_b/+/events");
+        assert!(
+            StreamPath::parse(&agent_events_path("x.y"))
+                .unwrap()
+                .is_agent_events()
+        );
     }
 
     #[test]

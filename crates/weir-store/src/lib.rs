@@ -5,7 +5,8 @@
 //! their entries, addressed by (stream, index). Backends:
 //!
 //! - [`fjall_store::FjallStore`]: embedded, on local disk (the default).
-//! - NATS JetStream (scale-out), planned behind the same trait.
+//! - NATS JetStream (scale-out): `weir_store_nats::NatsStore`, in the `weir-store-nats`
+//!   crate (collectors sharing one JetStream act as one).
 //!
 //! Every backend must pass the suite in `conformance` (feature `conformance`),
 //! which is how the contracts below are checked.
@@ -34,6 +35,7 @@ use weir_core::{Descriptor, Envelope};
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod fjall_store;
+pub mod hooked;
 pub mod secret;
 
 pub use fjall_store::{Clock, FjallConfig, FjallStore, FsyncPolicy};

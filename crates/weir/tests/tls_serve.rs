@@ -1,7 +1,8 @@
 //! Mutual TLS on a real `weir serve`, set up with the flags `weir tls init` prints: over
 //! gRPC (`weir ls`, `weir emit`, `weir cat`) and HTTP (`/healthz` with reqwest), a client
 //! without a certificate, one with a certificate from another CA, and a plain-text one
-//! are refused; one with a certificate signed by the CA gets through.
+//! are refused; one with a certificate signed by the CA gets through. `weir events`
+//! reads the collector's events over HTTPS with the same flags.
 
 mod common;
 mod support;
@@ -170,6 +171,44 @@ async fn mutual_tls_refuses_clients_without_a_ca_signed_certificate() {
 
     // The refused clients stored nothing.
     assert!(!ls.contains("weir-cli"), "{ls}");
+
+    // `weir events` over HTTPS with the client pair; refused without a certificate.
+    let http = serve.http.to_string();
+    let tls_flags = &good[2..];
+    let events = with(
+        &[
+            "events",
+            "--type",
+            "collector_started",
+            "--http-addr",
+            &http,
+        ],
+        tls_flags,
+    );
+    let listed = run_ok(&events).await;
+    assert!(listed.contains(" collector_started "), "{listed}");
+    let mut followed = support::Running::start(&with(
+        &[
+            "events",
+            "-f",
+            "--type",
+            "collector_started",
+            "--http-addr",
+            &http,
+        ],
+        tls_flags,
+    ));
+    assert!(
+        followed.expect_line().await.contains(" collector_started "),
+        "followed over HTTPS"
+    );
+    drop(followed);
+    run_err(&with(
+        &["events", "--http-addr", &http],
+        &["--tls-ca".to_string(), ca.clone()],
+    ))
+    .await;
+    run_err(&["events", "--http-addr", &http]).await;
     assert!(
         serve.terminate(std::time::Duration::from_secs(15)),
         "clean shutdown"

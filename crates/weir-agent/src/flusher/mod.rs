@@ -23,6 +23,7 @@
 pub mod blackhole;
 pub mod file;
 pub mod http;
+pub mod json_line;
 pub mod loggregator;
 pub mod registry;
 pub mod secrets;
@@ -33,7 +34,6 @@ pub mod weir;
 use std::sync::Arc;
 
 use weir_core::Envelope;
-use weir_core::json::PeopleJson;
 use weir_proto::lv2::envelope::Message as Body;
 
 /// One stream's run of consecutive entries, as the batcher cut it.
@@ -121,16 +121,31 @@ pub fn grpc_channel(
     addr: &str,
     timeout_ms: u64,
 ) -> Result<tonic::transport::Channel, FlusherError> {
+    grpc_channel_tls(flusher, addr, timeout_ms, None)
+}
+
+/// [`grpc_channel`] with TLS when `tls` is given (`https` unless `addr` names a scheme).
+pub fn grpc_channel_tls(
+    flusher: &str,
+    addr: &str,
+    timeout_ms: u64,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<tonic::transport::Channel, FlusherError> {
     let uri = if addr.contains("://") {
         addr.to_string()
+    } else if tls.is_some() {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     };
-    let endpoint =
-        tonic::transport::Endpoint::from_shared(uri).map_err(|e| FlusherError::Config {
-            flusher: flusher.to_string(),
-            reason: format!("addr {addr:?}: {e}"),
-        })?;
+    let config = |e: tonic::transport::Error| FlusherError::Config {
+        flusher: flusher.to_string(),
+        reason: format!("addr {addr:?}: {e}"),
+    };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(uri).map_err(config)?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).map_err(config)?;
+    }
     // Lazy: a receiver that is down at start is retried by flushes.
     Ok(endpoint
         .timeout(std::time::Duration::from_millis(timeout_ms))
@@ -164,17 +179,43 @@ pub fn encode_line(
         out.push(b'\n');
         return;
     }
-    // Serialising into a Vec cannot fail for this type.
-    let _ = serde_json::to_writer(&mut *out, &PeopleJson::numbered(stream, index, env));
+    json_line::write_numbered(out, stream, index, env);
     out.push(b'\n');
 }
 
 /// Encodes a whole batch as lines.
 pub fn encode_batch(out: &mut Vec<u8>, encoding: LineEncoding, batch: &Batch) {
+    let mut json = json_line::Encoder::default();
     for s in &batch.streams {
-        for (i, env) in s.entries.iter().enumerate() {
-            encode_line(out, encoding, &s.stream, s.first_index + i as u64, env);
+        encode_run(
+            out,
+            encoding,
+            &mut json,
+            &s.stream,
+            s.first_index,
+            &s.entries,
+        );
+    }
+}
+
+/// Encodes `entries`, entries `first_index..` of `stream`, as lines; `json` carries what
+/// consecutive entries share (reuse it for the runs of one batch).
+pub fn encode_run(
+    out: &mut Vec<u8>,
+    encoding: LineEncoding,
+    json: &mut json_line::Encoder,
+    stream: &str,
+    first_index: u64,
+    entries: &[Envelope],
+) {
+    json.start_run(stream);
+    for (i, env) in entries.iter().enumerate() {
+        let index = first_index + i as u64;
+        match (&env.message, encoding) {
+            (Some(Body::Log(log)), LineEncoding::Raw) => out.extend_from_slice(&log.payload),
+            _ => json.entry(out, stream, index, env),
         }
+        out.push(b'\n');
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `stdout` | [`StdoutConfig`] | written |
 //! | `blackhole` | [`BlackholeConfig`] | at once |
 
+use crate::component_table::{read, unknown_type};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -50,11 +51,6 @@ impl FlusherConfig {
     /// Reads the table of a flusher of type `kind` (without its `type` and `inputs`
     /// keys). The error is serde's (it names an unknown or mistyped key).
     pub fn parse(kind: &str, table: toml::Table) -> Result<Self, String> {
-        fn read<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| e.message().to_string())
-        }
         Ok(match kind {
             "weir" => FlusherConfig::Weir(read(table)?),
             "loggregator" => FlusherConfig::Loggregator(read(table)?),
@@ -63,12 +59,7 @@ impl FlusherConfig {
             "file" => FlusherConfig::File(read(table)?),
             "stdout" => FlusherConfig::Stdout(read(table)?),
             "blackhole" => FlusherConfig::Blackhole(read(table)?),
-            other => {
-                return Err(format!(
-                    "unknown flusher type {other:?}; one of {}",
-                    TYPES.join(", ")
-                ));
-            }
+            other => return Err(unknown_type("flusher", other, &TYPES)),
         })
     }
 

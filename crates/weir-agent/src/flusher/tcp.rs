@@ -11,7 +11,12 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{Batch, Flusher, FlusherError, LineEncoding, StreamAck, ack_all, encode_batch};
+use super::{
+    Batch, Flusher, FlusherError, LineEncoding, StreamAck, ack_all, encode_run, json_line,
+};
+
+/// Entries encoded per write (about 100 KiB of people JSON for log lines).
+const WRITE_ENTRIES: usize = 256;
 
 /// `[flushers.NAME] type = "tcp"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +57,7 @@ impl TcpFlusher {
         TcpFlusher {
             config,
             conn: None,
-            buf: Vec::with_capacity(1 << 20),
+            buf: Vec::new(),
             failures: 0,
             next_attempt: None,
         }
@@ -112,11 +117,27 @@ impl Flusher for TcpFlusher {
             self.connect().await?;
         }
         let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        encode_batch(&mut buf, self.config.encoding, batch);
+        let encoding = self.config.encoding;
         let timeout = Duration::from_millis(self.config.write_timeout_ms);
         let result = match self.conn.as_mut() {
-            Some(conn) => tokio::time::timeout(timeout, conn.write_all(&buf)).await,
+            // Encoded and written a piece at a time: the buffer stays small, and the
+            // kernel sends one piece while the next is encoded.
+            Some(conn) => {
+                let write = async {
+                    let mut json = json_line::Encoder::default();
+                    for s in &batch.streams {
+                        let mut first = s.first_index;
+                        for part in s.entries.chunks(WRITE_ENTRIES) {
+                            buf.clear();
+                            encode_run(&mut buf, encoding, &mut json, &s.stream, first, part);
+                            first += part.len() as u64;
+                            conn.write_all(&buf).await?;
+                        }
+                    }
+                    std::io::Result::Ok(())
+                };
+                tokio::time::timeout(timeout, write).await
+            }
             None => return Err(self.err("not connected".into())),
         };
         self.buf = buf;

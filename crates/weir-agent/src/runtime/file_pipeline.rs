@@ -1,28 +1,53 @@
 //! A file source's pipeline: the source's lines → the batcher → every flusher the source
 //! feeds, with acknowledgements back into the source's checkpoints ([`FileAcks`]).
 //!
-//! Memory is bounded at every step: the line channel ([`LINE_CHANNEL`] lines), the
+//! Memory is bounded at every step: the line channel ([`LINE_CHUNKS`] chunks), the
 //! batch being built (`[batch]` bounds), each flusher's input channel
 //! ([`super::FLUSHER_CHANNEL`] batches) and the source's own
-//! `max_unacknowledged_lines`. When a flusher is not ready or keeps failing, its channel
-//! fills, the batcher waits on it, the line channel fills and the source stops reading.
+//! `max_unacknowledged_lines`. With one flusher: when it is not ready or keeps failing,
+//! its channel fills, the batcher waits on it, the line channel fills and the source
+//! stops reading. With several, each is behind a [`SpillLane`]: one that lags spills to
+//! its own spool instead of holding the others. With `spool = true` the batches go to
+//! the agent's spool, and the checkpoint moves once they are durable there.
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::delivery::{AckSink, Delivery};
+use super::delivery::{AckSink, Delivery, Phase};
 use super::file_acks::FileAcks;
-use crate::batcher::{BatchConfig, Batcher, log_envelope};
+use super::spill::{LaneHandle, SpillLane};
+use crate::batcher::{BatchConfig, Batcher, log_envelope_at};
 use crate::flusher::Batch;
 use crate::metrics::SourceCounters;
 use crate::sources::file::{
-    CheckpointHandle, FileSource, FileSourceConfig, FileSourceError, FileSourceHandle, Line,
+    CheckpointHandle, FileSource, FileSourceConfig, FileSourceHandle, LineChunk,
 };
+use crate::spool::{FsyncPolicy, Spool, SpoolConfig};
 
-/// Lines between the file source and its batcher.
+/// Lines between a source that hands out one line at a time and its batcher.
 pub const LINE_CHANNEL: usize = 4096;
+
+/// Chunks of lines between a file source and its batcher (a chunk is at most one read's
+/// worth of lines of one stream: 128 KiB).
+pub const LINE_CHUNKS: usize = 4;
+
+/// Where a file source's batches go.
+pub enum Route {
+    /// To each of these flushers (name, input channel); with two or more, each behind
+    /// its own [`SpillLane`].
+    Flushers(Vec<(String, mpsc::Sender<Delivery>)>),
+    /// `spool = true`: to the agent's spool; the spool's feeders hand them on.
+    Spool(Spool),
+}
+
+/// What a lane needs besides its flusher.
+pub struct LaneSettings {
+    pub data_dir: std::path::PathBuf,
+    pub spool: SpoolConfig,
+    pub phase: watch::Receiver<Phase>,
+}
 
 /// A running file pipeline.
 pub struct FilePipeline {
@@ -30,32 +55,81 @@ pub struct FilePipeline {
     pub source: FileSourceHandle,
     pub checkpoints: CheckpointHandle,
     pub batcher: JoinHandle<()>,
+    /// The spill lanes of its flushers (none with a single flusher or `spool = true`).
+    pub lanes: Vec<LaneHandle>,
 }
 
 impl FilePipeline {
-    /// Starts the source and its batcher; `outputs` are the input channels of the
-    /// flushers it feeds (slot = position).
-    pub fn start(
+    /// Starts the source and its batcher, routing batches as `route` says (a flusher's
+    /// slot in the source's book is its position).
+    pub async fn start(
         name: &str,
         config: FileSourceConfig,
-        data_dir: &std::path::Path,
         batch: BatchConfig,
-        outputs: Vec<mpsc::Sender<Delivery>>,
+        route: Route,
+        lanes: LaneSettings,
         counters: SourceCounters,
-    ) -> Result<FilePipeline, FileSourceError> {
-        let (tx, rx) = mpsc::channel(LINE_CHANNEL);
-        let source = FileSource::start(name, config, data_dir, tx)?;
+    ) -> Result<FilePipeline, super::AgentError> {
+        let data_dir = lanes.data_dir.clone();
+        let (tx, rx) = mpsc::channel(LINE_CHUNKS);
+        let source = FileSource::start_chunked(name, config, &data_dir, tx)?;
         let checkpoints = source.checkpoints();
+        let slots = match &route {
+            Route::Flushers(f) => f.len(),
+            Route::Spool(_) => 1,
+        };
         let sink: Arc<dyn AckSink> = Arc::new(FileAcks::new(
             checkpoints.clone(),
-            outputs.len(),
+            slots,
             counters.acked.clone(),
         ));
+        let mut handles = Vec::new();
+        let outputs = match route {
+            Route::Spool(spool) => vec![Output::Spool(spool)],
+            Route::Flushers(flushers) if flushers.len() < 2 => flushers
+                .into_iter()
+                .map(|(_, tx)| Output::Direct(tx))
+                .collect(),
+            Route::Flushers(flushers) => {
+                let mut outputs = Vec::new();
+                for (slot, (flusher, tx)) in flushers.into_iter().enumerate() {
+                    let started = SpillLane::start(
+                        &data_dir,
+                        name,
+                        &flusher,
+                        slot,
+                        tx,
+                        sink.clone(),
+                        lanes.spool.clone(),
+                        lanes.phase.clone(),
+                    )
+                    .await;
+                    let lane = match started {
+                        Ok(l) => l,
+                        Err(e) => {
+                            for h in &handles {
+                                let h: &LaneHandle = h;
+                                h.lane.close();
+                            }
+                            let _ = source.stop().await;
+                            return Err(e.into());
+                        }
+                    };
+                    outputs.push(Output::Lane(lane.lane.clone()));
+                    handles.push(lane);
+                }
+                outputs
+            }
+        };
         let batcher = tokio::spawn(run_batcher(
             name.to_string(),
             rx,
             Batcher::new(batch),
-            Fanout { outputs, sink },
+            Fanout {
+                source: name.to_string(),
+                outputs,
+                sink,
+            },
             counters,
         ));
         Ok(FilePipeline {
@@ -63,48 +137,101 @@ impl FilePipeline {
             source,
             checkpoints,
             batcher,
+            lanes: handles,
         })
     }
 }
 
-/// Hands each batch to every flusher of a source.
+/// One destination of a source's batches.
+pub enum Output {
+    /// A flusher's input channel: waits for room (back-pressure).
+    Direct(mpsc::Sender<Delivery>),
+    /// A flusher behind its spill lane.
+    Lane(Arc<SpillLane>),
+    /// The agent's spool (`spool = true`): acknowledged once durably appended.
+    Spool(Spool),
+}
+
+/// Hands each batch to every output of a source.
 pub struct Fanout {
-    pub outputs: Vec<mpsc::Sender<Delivery>>,
+    pub source: String,
+    pub outputs: Vec<Output>,
     pub sink: Arc<dyn AckSink>,
 }
 
+impl Drop for Fanout {
+    fn drop(&mut self) {
+        for out in &self.outputs {
+            if let Output::Lane(lane) = out {
+                lane.close();
+            }
+        }
+    }
+}
+
 impl Fanout {
-    /// Sends `batch` to every output, waiting for room (back-pressure).
+    /// Sends `batch` to every output.
     pub async fn send(&self, batch: Batch, tag: u64) {
         let batch = Arc::new(batch);
         for (slot, out) in self.outputs.iter().enumerate() {
-            let d = Delivery {
-                batch: batch.clone(),
-                sink: self.sink.clone(),
-                slot,
-                tag,
-            };
-            if out.send(d).await.is_err() {
-                tracing::debug!(
-                    slot,
-                    "flusher gone; batch not handed over (delivered after restart)"
-                );
+            match out {
+                Output::Direct(tx) => {
+                    let d = Delivery {
+                        batch: batch.clone(),
+                        sink: self.sink.clone(),
+                        slot,
+                        tag,
+                    };
+                    if tx.send(d).await.is_err() {
+                        tracing::debug!(
+                            slot,
+                            "flusher gone; batch not handed over (delivered after restart)"
+                        );
+                    }
+                }
+                Output::Lane(lane) => lane.send(batch.clone()).await,
+                Output::Spool(spool) => {
+                    if append_durably(spool, &self.source, &batch).await {
+                        self.sink.delivered(slot, tag, &batch);
+                    }
+                }
             }
+        }
+    }
+}
+
+/// Appends a batch of `source` to `spool` and waits until it is durable as far as the
+/// fsync policy goes (`interval`: synced now). False when it could not be appended
+/// (the lines stay behind the checkpoint).
+pub(crate) async fn append_durably(spool: &Spool, source: &str, batch: &Batch) -> bool {
+    let appended = match spool
+        .append(super::spool_pipeline::encode(source, batch))
+        .await
+    {
+        Ok(_) if spool.config().fsync == FsyncPolicy::Interval => spool.sync().await,
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
+    match appended {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(source, error = %e, "cannot append to the spool; the lines stay behind the checkpoint");
+            false
         }
     }
 }
 
 async fn run_batcher(
     name: String,
-    mut rx: mpsc::Receiver<Line>,
+    mut rx: mpsc::Receiver<LineChunk>,
     mut batcher: Batcher,
     out: Fanout,
     counters: SourceCounters,
 ) {
     loop {
         let deadline = batcher.deadline();
-        let line = tokio::select! {
-            line = rx.recv() => line,
+        let chunk = tokio::select! {
+            chunk = rx.recv() => chunk,
             _ = sleep_until(deadline), if deadline.is_some() => {
                 if let Some(b) = batcher.take() {
                     emit(&out, &counters, b).await;
@@ -112,12 +239,18 @@ async fn run_batcher(
                 continue;
             }
         };
-        let Some(line) = line else { break };
-        counters.read_lines.inc();
-        counters.read_bytes.inc_by(line.bytes.len() as u64);
-        let entry = log_envelope(&name, line.bytes, false);
-        if let Some(b) = batcher.push(&line.stream, line.index, entry) {
-            emit(&out, &counters, b).await;
+        let Some(chunk) = chunk else { break };
+        counters.read_lines.inc_by(chunk.lines.len() as u64);
+        counters
+            .read_bytes
+            .inc_by(chunk.lines.iter().map(|l| l.bytes.len() as u64).sum());
+        // The lines of a chunk were read together: one timestamp for all of them.
+        let now = weir_core::now_ns();
+        for (index, line) in (chunk.first_index..).zip(chunk.lines) {
+            let entry = log_envelope_at(&name, line.bytes, false, now);
+            if let Some(b) = batcher.push(&chunk.stream, index, entry) {
+                emit(&out, &counters, b).await;
+            }
         }
     }
     if let Some(b) = batcher.take() {

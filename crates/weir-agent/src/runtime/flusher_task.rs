@@ -17,6 +17,10 @@
 //! [`Flusher::set_urgent`], delivers what is queued, then [`Flusher::stop`]; at
 //! [`Phase::Abandon`] it drops the batch in hand unreported and stops.
 //!
+//! The first failure of a batch reports `flusher_failing` (with the reason; rate-limited
+//! per flusher); when that batch then goes through, `flusher_recovered` (with the
+//! outage's length and the retries). A batch refused for good reports `dead_lettered`.
+//!
 //! `weir_agent_flusher_ready{flusher}` is 0 while the flusher says it is not ready or a
 //! batch of it is failing (backing off), 1 once a batch went through.
 
@@ -28,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use super::dead_letter::DeadLetters;
 use super::delivery::{Delivery, Phase, reached};
 use super::retry::RetryConfig;
+use crate::events::AgentEvents;
 use crate::flusher::{Batch, Flusher, StreamAck, StreamBatch};
 use crate::metrics::FlusherCounters;
 
@@ -43,6 +48,8 @@ pub struct FlusherTask {
     pub retry: RetryConfig,
     pub counters: FlusherCounters,
     pub dead_letters: Arc<DeadLetters>,
+    /// Where `flusher_failing`, `flusher_recovered` and `dead_lettered` are reported.
+    pub events: AgentEvents,
 }
 
 /// How one delivery ended.
@@ -103,6 +110,8 @@ impl FlusherTask {
         let mut abandon = self.phase.clone();
         let mut resend: Option<Batch> = None;
         let mut attempt: u32 = 0;
+        // When this batch first failed, and whether `flusher_failing` was reported.
+        let mut failing: Option<(std::time::Instant, bool)> = None;
         loop {
             if !self.wait_ready(&mut abandon).await {
                 return Outcome::Abandoned;
@@ -118,6 +127,10 @@ impl FlusherTask {
                     let (again, why) = self.settle(batch, &acks);
                     if again.is_empty() {
                         self.counters.ready.set(1);
+                        if let Some((since, true)) = failing {
+                            self.events
+                                .flusher_recovered(&self.name, since.elapsed(), attempt);
+                        }
                         return Outcome::Done;
                     }
                     resend = Some(Batch { streams: again });
@@ -125,6 +138,10 @@ impl FlusherTask {
                 }
             };
             attempt = attempt.saturating_add(1);
+            if failing.is_none() {
+                let reported = self.events.flusher_failing(&self.name, &why);
+                failing = Some((std::time::Instant::now(), reported));
+            }
             self.counters.retries.inc();
             self.counters.ready.set(0);
             let wait = self.retry.backoff(attempt);
@@ -160,13 +177,22 @@ impl FlusherTask {
                 }
                 Some(StreamAck::DeadLetter { reason }) => {
                     tracing::warn!(flusher = %self.name, stream = %s.stream, first_index = s.first_index, entries = s.entries.len(), %reason, "refused for good: dead letter");
-                    if self.dead_letters.write(&self.name, s, reason) {
+                    let written = self.dead_letters.write(&self.name, s, reason);
+                    if written {
                         self.counters.dead_letter.inc_by(s.entries.len() as u64);
                     } else {
                         self.counters
                             .dead_letter_full
                             .inc_by(s.entries.len() as u64);
                     }
+                    self.events.dead_lettered(
+                        &self.name,
+                        &s.stream,
+                        s.first_index,
+                        s.entries.len(),
+                        reason,
+                        written,
+                    );
                 }
                 None => {
                     why = format!("{}: no answer for this stream", s.stream);

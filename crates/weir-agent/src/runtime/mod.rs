@@ -2,9 +2,10 @@
 //! sources → batcher → flushers, and shuts them down in order.
 //!
 //! ```text
-//!  file source ──lines──► batcher ──Arc<Batch>──► flusher task (one per flusher) ──► flusher
-//!       ▲                                 │  └──► flusher task … (every flusher the source feeds)
+//!  file source ──lines──► batcher ──Arc<Batch>──► [spill lane] ──► flusher task ──► flusher
+//!       ▲                                 │  └──► [spill lane] ──► flusher task … (each flusher)
 //!       └──── checkpoint ◄── FileAcks ◄───┘ delivered(slot) when that flusher acknowledged
+//!                                           (or its lane durably spilled the batch)
 //!
 //!  stdin / socket ──► numbering + batcher ──► spool ──► feeder (one per flusher, own
 //!                                               ▲       cursor) ──► flusher task
@@ -15,10 +16,32 @@
 //! anything else; their streams are numbered by [`numbering`]. A socket client hears
 //! `ok` only once its metric is in the spool.
 //!
+//! # A slow flusher does not hold the others
+//!
+//! A file source feeding two flushers or more hands each its batches through a
+//! [`spill::SpillLane`]: directly into the flusher's channel while it keeps up; once
+//! the channel stayed full for [`spill::SPILL_AFTER`], into that flusher's own spool
+//! (`<data_dir>/spill/<source>/<flusher>/`), from which the lane's feeder hands them on
+//! when the flusher is ready, going back to direct once it has caught up. A durable
+//! spill counts as that flusher's acknowledgement for the checkpoint, so the checkpoint
+//! and the other flushers move on; the lagging flusher still gets every entry once, in
+//! order (entries it acknowledged directly are trimmed from the spilled copies). This
+//! is the simplest design that keeps the file as the spool of everyone who keeps up:
+//! nothing is copied to disk unless a flusher lags. Sources that cannot replay need no
+//! lane: every flusher already reads the spool with its own cursor.
+//!
+//! # `spool = true` on a file source
+//!
+//! Its batches go to the spool instead of the flushers, as a stdin source's do (the
+//! indices still come from the file's checkpoint), and the checkpoint moves once a
+//! batch is durable there (synced under `fsync = "interval"`). The file can then be
+//! deleted by rotation during a long outage without loss; the spool's feeders deliver.
+//!
 //! # Guarantees
 //!
 //! - **End-to-end acknowledgement.** A file's checkpoint moves past a line only when
-//!   every flusher the source feeds has acknowledged it ([`file_acks`]); a `kill -9` at
+//!   every flusher the source feeds has acknowledged it or a durable spool holds it for
+//!   that flusher ([`file_acks`]); a `kill -9` at
 //!   any moment re-reads from the checkpoint, the lines get the indices they had, and
 //!   the collector drops the duplicates.
 //! - **Retries and back-pressure.** A failing flusher retries its batch with backoff
@@ -37,6 +60,7 @@ pub mod file_pipeline;
 pub mod flusher_task;
 pub mod numbering;
 pub mod retry;
+pub mod spill;
 pub mod spool_pipeline;
 
 use std::collections::{BTreeMap, HashSet};
@@ -52,14 +76,19 @@ pub use retry::RetryConfig;
 
 use crate::batcher::Batcher;
 use crate::config::AgentConfig;
+use crate::events::{AgentEvents, EventsRuntime, fields, kind};
 use crate::flusher::FlusherError;
 use crate::metrics::AgentMetrics;
 use crate::sources::file::FileSourceError;
 use crate::sources::registry::SourceConfig;
 use crate::spool::{Spool, SpoolError};
-use file_pipeline::FilePipeline;
+use file_pipeline::{FilePipeline, LaneSettings, Route};
 use flusher_task::FlusherTask;
 use numbering::Numbering;
+
+/// Time the shipper of the agent's events gets at shutdown when the shutdown timeout
+/// is spent.
+pub const EVENTS_GRACE: Duration = Duration::from_secs(2);
 
 /// Batches queued for one flusher (per flusher, all sources together).
 pub const FLUSHER_CHANNEL: usize = 4;
@@ -85,6 +114,8 @@ pub enum AgentError {
     Source { name: String, reason: String },
     #[error("spool: {0}")]
     Spool(#[from] SpoolError),
+    #[error("events: {0}")]
+    Events(#[from] crate::events::EventsError),
     #[error("source {name:?}: checkpoints: {error}")]
     Checkpoint {
         name: String,
@@ -118,6 +149,8 @@ pub struct Agent {
     flushers: Vec<(String, JoinHandle<()>)>,
     shutdown_timeout: Duration,
     metrics: Arc<AgentMetrics>,
+    /// The agent's own events (see [`crate::events`]).
+    events: Arc<EventsRuntime>,
 }
 
 impl Agent {
@@ -156,6 +189,33 @@ impl Agent {
             path: config.data_dir.clone(),
             source,
         })?;
+        let events = Arc::new(EventsRuntime::start(&config)?);
+        events.export_metrics(&metrics);
+        events.events().add(
+            kind::CONFIG_LOADED,
+            format!(
+                "configuration loaded: {} sources, {} flushers, data dir {}",
+                config.sources.len(),
+                config.flushers.len(),
+                config.data_dir.display()
+            ),
+            fields([
+                ("data_dir", config.data_dir.display().to_string()),
+                (
+                    "sources",
+                    config.sources.keys().cloned().collect::<Vec<_>>().join(","),
+                ),
+                (
+                    "flushers",
+                    config
+                        .flushers
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+            ]),
+        );
         let (phase, phase_rx) = watch::channel(Phase::Running);
         let dead_letters = Arc::new(DeadLetters::new(&config.data_dir, &config.dead_letters));
         let mut inputs: BTreeMap<String, mpsc::Sender<Delivery>> = BTreeMap::new();
@@ -178,6 +238,7 @@ impl Agent {
                 retry: config.retry.clone(),
                 counters: metrics.flusher(name),
                 dead_letters: dead_letters.clone(),
+                events: events.events().clone(),
             };
             flushers.push((name.clone(), tokio::spawn(task.run())));
         }
@@ -188,11 +249,18 @@ impl Agent {
             flushers,
             shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
             metrics: metrics.clone(),
+            events,
         };
         let started = agent.start_sources(&config, &inputs, stdin).await;
         drop(inputs);
         match started {
-            Ok(()) => Ok(agent),
+            Ok(()) => {
+                agent
+                    .events
+                    .events()
+                    .add(kind::AGENT_STARTED, "agent started", Default::default());
+                Ok(agent)
+            }
             Err(e) => {
                 // Stop what already runs before reporting.
                 let _ = agent.shutdown().await;
@@ -209,21 +277,36 @@ impl Agent {
     ) -> Result<(), AgentError> {
         let mut stdin: Option<StdinInput> = Some(Box::new(tokio::io::stdin()));
         for (name, source) in &config.sources {
-            let outputs: Vec<_> = config
-                .flushers_of(name)
-                .iter()
-                .filter_map(|f| inputs.get(f).cloned())
-                .collect();
             match source {
                 SourceConfig::File(c) => {
-                    self.files.push(FilePipeline::start(
-                        name,
-                        c.clone(),
-                        &config.data_dir,
-                        config.batch.clone(),
-                        outputs,
-                        self.metrics.source(name),
-                    )?);
+                    let route = if c.spool {
+                        let spooled = self.spooled(config, inputs).await?;
+                        Route::Spool(spooled.spool.clone())
+                    } else {
+                        Route::Flushers(
+                            config
+                                .flushers_of(name)
+                                .into_iter()
+                                .filter_map(|f| inputs.get(&f).cloned().map(|tx| (f, tx)))
+                                .collect(),
+                        )
+                    };
+                    let lanes = LaneSettings {
+                        data_dir: config.data_dir.clone(),
+                        spool: config.spool.clone(),
+                        phase: self.phase.subscribe(),
+                    };
+                    self.files.push(
+                        FilePipeline::start(
+                            name,
+                            c.clone(),
+                            config.batch.clone(),
+                            route,
+                            lanes,
+                            self.metrics.source(name),
+                        )
+                        .await?,
+                    );
                 }
                 SourceConfig::Socket(c) => {
                     let stream = c.stream_path(name).map_err(|reason| AgentError::Source {
@@ -327,15 +410,17 @@ impl Agent {
     ) -> Result<&mut Spooled, AgentError> {
         if self.spooled.is_none() {
             let spool = Spool::open(config.data_dir.join("spool"), config.spool.clone()).await?;
+            self.events.watch_spool(spool.clone());
             let numbering = Numbering::open(&config.data_dir).map_err(|e| AgentError::Source {
                 name: "numbering".into(),
                 reason: e.to_string(),
             })?;
             numbering.reconcile(&spool).await?;
+            let numbering = Arc::new(numbering);
             let spooled_sources: HashSet<String> = config
                 .sources
                 .iter()
-                .filter(|(_, s)| !matches!(s, SourceConfig::File(_)))
+                .filter(|(_, s)| !matches!(s, SourceConfig::File(f) if !f.spool))
                 .map(|(n, _)| n.clone())
                 .collect();
             let (sealed, sealed_rx) = watch::channel(false);
@@ -353,7 +438,8 @@ impl Agent {
                 };
                 wanted.insert(flusher.clone());
                 let reader = spool.reader(flusher).await?;
-                let (sink, acks) = spool_pipeline::SpoolAcks::start(reader.acker());
+                let (sink, acks) =
+                    spool_pipeline::SpoolAcks::start(reader.acker(), numbering.clone());
                 readers.push(acks);
                 readers.push(tokio::spawn(spool_pipeline::run_feeder(
                     reader,
@@ -390,7 +476,7 @@ impl Agent {
             }
             self.spooled = Some(Spooled {
                 spool,
-                numbering: Arc::new(numbering),
+                numbering,
                 sealed: Arc::new(sealed),
                 readers,
                 batchers: Vec::new(),
@@ -432,13 +518,25 @@ impl Agent {
     /// flushers and writes the checkpoints. See the [module docs](self).
     pub async fn shutdown(self) -> Result<(), AgentError> {
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let events = self.events.clone();
+        events
+            .events()
+            .add(kind::AGENT_STOPPING, "agent stopping", Default::default());
         let _ = self.phase.send(Phase::Draining);
         let mut first_error = None;
         let mut checkpoints = Vec::new();
         let mut batchers = Vec::new();
+        let mut lane_feeders = Vec::new();
+        let mut lane_acks = Vec::new();
+        let mut lane_spools = Vec::new();
         for p in self.files {
             checkpoints.push((p.name.clone(), p.checkpoints));
             batchers.push(p.batcher);
+            for l in p.lanes {
+                lane_feeders.push(l.feeder);
+                lane_acks.push(l.acks);
+                lane_spools.push(l.lane.spool().clone());
+            }
             if let Err(e) = p.source.stop().await {
                 tracing::error!(source = %p.name, error = %e, "file source stopped with an error");
                 first_error.get_or_insert(AgentError::from(e));
@@ -464,8 +562,10 @@ impl Agent {
             if let Some(sealed) = &sealed {
                 let _ = sealed.send(true);
             }
+            futures_join(lane_feeders).await;
             futures_join(flushers).await;
             futures_join(readers).await;
+            futures_join(lane_acks).await;
         };
         tokio::pin!(all);
         if tokio::time::timeout_at(deadline, &mut all).await.is_err() {
@@ -479,12 +579,20 @@ impl Agent {
                 // was never acknowledged to its source.
                 let _ = spool.close().await;
             }
+            for spool in &lane_spools {
+                let _ = spool.close().await;
+            }
             all.await;
         }
         for (name, c) in checkpoints {
             if let Err(error) = c.persist() {
                 tracing::error!(source = %name, error = %error, "writing checkpoints at shutdown failed");
                 first_error.get_or_insert(AgentError::Checkpoint { name, error });
+            }
+        }
+        for lane in lane_spools {
+            if let Err(e) = lane.close().await {
+                first_error.get_or_insert(AgentError::Spool(e));
             }
         }
         if let Some((spool, numbering, _)) = spool {
@@ -495,10 +603,25 @@ impl Agent {
                 first_error.get_or_insert(AgentError::Spool(e));
             }
         }
+        // The events get a moment to reach the collector even when the data used up
+        // the shutdown timeout.
+        events
+            .stop(deadline.max(tokio::time::Instant::now() + EVENTS_GRACE))
+            .await;
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// The handle to report the agent's events with.
+    pub fn events(&self) -> &AgentEvents {
+        self.events.events()
+    }
+
+    /// The agent's events: its file, counts and shipper.
+    pub fn events_runtime(&self) -> &Arc<EventsRuntime> {
+        &self.events
     }
 }
 

@@ -5,12 +5,18 @@
 //! (temp file, fsync, rename) after every batch is appended to the spool. A crash
 //! between the append and the rewrite leaves the file behind the spool; so at start
 //! the agent also reads every record still in the spool ([`Numbering::reconcile`]) and
-//! takes the higher of the two. (Records leave the spool only after every flusher
-//! acknowledged them, which takes far longer than the rewrite that follows the append.)
+//! takes the higher of the two. A record that already left the spool cannot be read
+//! back, so no record may leave before the file covers it: a record leaves only once
+//! every reader acknowledged it, and every acknowledgement first advances the numbering
+//! by the record's streams and writes the file if that changed it
+//! ([`super::spool_pipeline::SpoolAcks`], [`Numbering::save_if_changed`]). The window is
+//! closed: after any crash, the file is past every record gone from the spool, and
+//! `reconcile` is past every record still in it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::spool_pipeline::decode;
@@ -24,6 +30,12 @@ const SCAN_READER: &str = "numbering-scan";
 pub struct Numbering {
     path: PathBuf,
     next: Mutex<BTreeMap<String, u64>>,
+    /// Raised by every [`advance`](Numbering::advance) that changed a value.
+    changes: AtomicU64,
+    /// The value of `changes` the file on disk reflects.
+    saved: AtomicU64,
+    /// Held while the file is written: writers share one temporary file.
+    writing: Mutex<()>,
 }
 
 impl Numbering {
@@ -43,6 +55,9 @@ impl Numbering {
         Ok(Numbering {
             path,
             next: Mutex::new(next),
+            changes: AtomicU64::new(0),
+            saved: AtomicU64::new(0),
+            writing: Mutex::new(()),
         })
     }
 
@@ -56,20 +71,39 @@ impl Numbering {
     pub fn advance(&self, stream: &str, to: u64) {
         let mut map = self.next.lock().unwrap_or_else(PoisonError::into_inner);
         let n = map.entry(stream.to_string()).or_insert(0);
-        *n = (*n).max(to);
+        if to > *n {
+            *n = to;
+            self.changes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Writes the file if an [`advance`](Numbering::advance) changed something since
+    /// the last write.
+    pub fn save_if_changed(&self) -> std::io::Result<()> {
+        if self.changes.load(Ordering::SeqCst) > self.saved.load(Ordering::SeqCst) {
+            self.save()?;
+        }
+        Ok(())
     }
 
     /// Writes the file atomically.
     pub fn save(&self) -> std::io::Result<()> {
-        let bytes = {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let (bytes, changes) = {
             let map = self.next.lock().unwrap_or_else(PoisonError::into_inner);
-            serde_json::to_vec_pretty(&*map).map_err(std::io::Error::other)?
+            let changes = self.changes.load(Ordering::SeqCst);
+            (
+                serde_json::to_vec_pretty(&*map).map_err(std::io::Error::other)?,
+                changes,
+            )
         };
         let tmp = self.path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_data()?;
-        std::fs::rename(&tmp, &self.path)
+        std::fs::rename(&tmp, &self.path)?;
+        self.saved.fetch_max(changes, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Takes into account every record still in the spool.

@@ -18,6 +18,7 @@ use weir_proto::wv1;
 
 use super::delivery::{AckSink, Delivery};
 use super::numbering::Numbering;
+use super::spill::OrderedAcks;
 use crate::batcher::{Batcher, log_envelope};
 use crate::flusher::{Batch, StreamBatch};
 use crate::metrics::SourceCounters;
@@ -196,30 +197,49 @@ async fn append(
     }
 }
 
-/// Acknowledges spool records, in order, for one reader.
+/// Acknowledges spool records for one reader: in read order ([`OrderedAcks`]), and
+/// only once the stream numbering on disk covers the record's streams.
+///
+/// The second rule closes the crash window between a batcher's append and its
+/// `numbering.json` write ([`super::numbering`]): a record can leave the spool only
+/// after its acknowledgement, and the acknowledgement first makes sure the numbering
+/// file is past the record's entries (writing it when the batcher has not yet). So
+/// after a crash the numbering is always past every record that left the spool, and
+/// [`Numbering::reconcile`] covers the records still in it.
 pub struct SpoolAcks {
-    tx: mpsc::UnboundedSender<RecordId>,
+    acks: Arc<OrderedAcks>,
+    numbering: Arc<Numbering>,
 }
 
 impl SpoolAcks {
     /// The sink and the task that acknowledges (it ends when every sink clone is gone).
-    /// Unbounded, yet bounded in practice: one id per batch in flight to one flusher.
-    pub fn start(acker: SpoolAcker) -> (Arc<SpoolAcks>, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<RecordId>();
-        let task = tokio::spawn(async move {
-            while let Some(id) = rx.recv().await {
-                if let Err(e) = acker.ack(id).await {
-                    tracing::error!(error = %e, "spool acknowledgement failed");
-                }
-            }
-        });
-        (Arc::new(SpoolAcks { tx }), task)
+    /// Bounded in practice: one id per record read and not yet done.
+    pub fn start(
+        acker: SpoolAcker,
+        numbering: Arc<Numbering>,
+    ) -> (Arc<SpoolAcks>, tokio::task::JoinHandle<()>) {
+        let (acks, task) = OrderedAcks::start(acker);
+        (Arc::new(SpoolAcks { acks, numbering }), task)
+    }
+
+    /// Record `id` was read (call in read order, before it is handed on).
+    pub fn given(&self, id: RecordId) {
+        self.acks.given(id);
     }
 }
 
 impl AckSink for SpoolAcks {
-    fn delivered(&self, _slot: usize, tag: u64, _batch: &Batch) {
-        let _ = self.tx.send(RecordId(tag));
+    fn delivered(&self, _slot: usize, tag: u64, batch: &Batch) {
+        for s in &batch.streams {
+            self.numbering.advance(&s.stream, s.end_index());
+        }
+        if let Err(e) = self.numbering.save_if_changed() {
+            // Not acknowledged: the record stays and is delivered again after a restart
+            // (the collector drops the duplicates), rather than risk reused indices.
+            tracing::error!(error = %e, "cannot write the stream numbering; record kept in the spool");
+            return;
+        }
+        self.acks.done(RecordId(tag));
     }
 }
 
@@ -263,6 +283,7 @@ async fn feed(
     tx: &mpsc::Sender<Delivery>,
     sink: &Arc<SpoolAcks>,
 ) -> bool {
+    sink.given(id);
     match decode(payload) {
         Some((source, batch)) if fed.contains(&source) => tx
             .send(Delivery {
@@ -273,8 +294,11 @@ async fn feed(
             })
             .await
             .is_ok(),
-        _ => {
-            sink.delivered(0, id.0, &Batch::default());
+        // Another source's record (or an undecodable one): done at once for this
+        // reader, acknowledged once everything read before it is.
+        other => {
+            let batch = other.map(|(_, b)| b).unwrap_or_default();
+            sink.delivered(0, id.0, &batch);
             true
         }
     }
@@ -283,6 +307,42 @@ async fn feed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The crash window between an append and the numbering write: a record whose
+    /// batcher never wrote the numbering (it crashed right after the append) is
+    /// acknowledged — and may leave the spool — only once `numbering.json` covers it.
+    #[tokio::test]
+    async fn a_record_is_acknowledged_only_once_the_numbering_covers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path().join("spool"), Default::default())
+            .await
+            .unwrap();
+        let numbering = Arc::new(Numbering::open(dir.path()).unwrap());
+        let mut reader = spool.reader("central").await.unwrap();
+        let batch = Batch {
+            streams: vec![StreamBatch {
+                stream: "a/+/b".into(),
+                first_index: 0,
+                entries: vec![log_envelope("in", "x".into(), false); 5],
+                terminal_count: None,
+            }],
+        };
+        // The batcher appended, then "crashed": no numbering write.
+        spool.append(encode("in", &batch)).await.unwrap();
+        let (sink, task) = SpoolAcks::start(reader.acker(), numbering);
+        let record = reader.try_next().await.unwrap();
+        sink.given(record.id);
+        sink.delivered(0, record.id.0, &batch);
+        drop(sink);
+        task.await.unwrap();
+        assert_eq!(
+            spool.stats().cursors[0].acked_next,
+            RecordId(1),
+            "acknowledged"
+        );
+        // A restart finds the numbering past the record, though it left the spool.
+        assert_eq!(Numbering::open(dir.path()).unwrap().next("a/+/b"), 5);
+    }
 
     #[test]
     fn records_round_trip() {

@@ -10,6 +10,7 @@
 use super::file::FileSourceConfig;
 use super::socket::SocketConfig;
 use super::stdin::StdinConfig;
+use crate::component_table::{read, unknown_type};
 
 /// The types a source may have.
 pub const TYPES: [&str; 3] = ["file", "stdin", "socket"];
@@ -26,23 +27,10 @@ impl SourceConfig {
     /// Reads the table of a source of type `kind` (without its `type` key). The error is
     /// serde's (it names an unknown or mistyped key) or the source's own validation.
     pub fn parse(kind: &str, table: toml::Table) -> Result<Self, String> {
-        fn read<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| e.message().to_string())
-        }
         Ok(match kind {
             "file" => {
                 let c: FileSourceConfig = read(table)?;
                 c.validate().map_err(|e| e.to_string())?;
-                if c.spool {
-                    // Refused rather than ignored: the user asked for a guarantee the
-                    // runtime does not give yet.
-                    return Err("`spool = true` is not supported by this agent yet: a file \
-                                source is its own spool (its checkpoint moves on \
-                                acknowledgement)"
-                        .into());
-                }
                 SourceConfig::File(c)
             }
             "stdin" => {
@@ -55,12 +43,7 @@ impl SourceConfig {
                 c.stream_path("example")?;
                 SourceConfig::Socket(c)
             }
-            other => {
-                return Err(format!(
-                    "unknown source type {other:?}; one of {}",
-                    TYPES.join(", ")
-                ));
-            }
+            other => return Err(unknown_type("source", other, &TYPES)),
         })
     }
 }

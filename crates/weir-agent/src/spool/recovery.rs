@@ -14,9 +14,9 @@ use super::config::SpoolConfig;
 use super::core::{Core, Counters, Cursor, Recovered, Segment};
 use super::error::io_err;
 use super::format::{
-    CURSOR_FILE_LEN, FORMAT_VERSION, LOCK_FILE, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SegmentHeader,
-    TMP_SUFFIX, check_segment_header, decode_cursor, parse_cursor_file_name,
-    parse_segment_file_name, segment_file_name,
+    CURSOR_FILE_LEN, FORMAT_VERSION, FRAME_HEADER_LEN, FrameHeader, LOCK_FILE, MAX_RECORD_BYTES,
+    SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SegmentHeader, TMP_SUFFIX, check_segment_header,
+    decode_cursor, frame_crc, parse_cursor_file_name, parse_segment_file_name, segment_file_name,
 };
 use super::io::{SpoolFile, SpoolFs};
 use super::scan::{Item, Scanner};
@@ -127,6 +127,31 @@ struct Scanned {
     reusable: bool,
 }
 
+/// Whether the segment holds no frame at all or its first frame checks out under this
+/// format: then a header that names another version was damaged (a flipped byte), not
+/// written by another version of weir, and refusing to open would leave a spool that
+/// must be deleted by hand.
+fn first_frame_is_ours(file: &dyn SpoolFile, size: u64) -> bool {
+    let start = SEGMENT_HEADER_LEN;
+    if size <= start {
+        return true;
+    }
+    let mut head = [0u8; FRAME_HEADER_LEN];
+    if file.read_exact_at(&mut head, start).is_err() {
+        return false;
+    }
+    let frame = FrameHeader::decode(&head);
+    let len = frame.len as usize;
+    let end = start + FRAME_HEADER_LEN as u64 + frame.len as u64;
+    if len > MAX_RECORD_BYTES || end > size {
+        return false;
+    }
+    let mut payload = vec![0u8; len];
+    file.read_exact_at(&mut payload, start + FRAME_HEADER_LEN as u64)
+        .is_ok()
+        && frame_crc(frame.len, frame.id, &payload) == frame.crc
+}
+
 /// Scans one segment: counts its good records, counts and steps over damage in the
 /// middle, cuts a torn tail, repairs a damaged header.
 fn scan_segment(
@@ -169,6 +194,12 @@ fn scan_segment(
         }
         match check_segment_header(&head) {
             SegmentHeader::Valid => {}
+            SegmentHeader::OtherVersion(_) if first_frame_is_ours(&*file, size) => {
+                // only the version byte is off, the frames are of this format: damage
+                tracing::warn!(path = %path.display(), "spool: damaged segment version byte");
+                counters.skipped_bytes += SEGMENT_HEADER_LEN;
+                header_bad = true;
+            }
             SegmentHeader::OtherVersion(found) => {
                 return Err(SpoolError::UnsupportedVersion {
                     path,

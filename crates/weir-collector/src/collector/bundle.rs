@@ -5,7 +5,8 @@
 //! result, and is the one counted):
 //!
 //! 1. The path must be a valid producer path (`StreamPath::parse_producer`; the
-//!    `loggregator/` prefix is reserved): else `invalid` naming the rule (reason
+//!    `loggregator/` prefix is reserved, and so is `weir/` but for agents' event
+//!    streams `weir/agent/<member>/+/events`): else `invalid` naming the rule (reason
 //!    `invalid_path`).
 //! 2. The secret must be present and at most [`MAX_SECRET_BYTES`]; the entries at most
 //!    `limits.max_entries_per_append`; the indices must fit in a u64; a terminal count
@@ -14,7 +15,8 @@
 //!    (entry *i* has index `first_index + i`).
 //! 3. Each envelope must pass `validate_envelope`: else
 //!    `invalid("entry <index>: <problem>")`, where `<index>` is the entry's stream
-//!    index (reason `invalid_envelope`). Nothing of the append is stored.
+//!    index (reason `invalid_envelope`). Nothing of the append is stored. An agent's
+//!    event stream takes only `Event` envelopes.
 //! 4. The stream is registered through the stream-state cache. A stream seen for the
 //!    first time without a descriptor (or with an empty content type) gets
 //!    [`DEFAULT_CONTENT_TYPE`]; a descriptor without a creation time gets the
@@ -22,7 +24,10 @@
 //! 5. The entries are appended with the producer's secret. The store's answer maps to
 //!    the result: `stored_next` (plus `duplicates`), `gap_expected`, `conflict_index`,
 //!    `terminated_count`, `wrong_secret`, or `unavailable` for a store failure.
-//!    What was newly stored (not the duplicates) is published to the live hub.
+//!    What was newly stored (not the duplicates) is published to the live hub; of an
+//!    agent's event stream it is instead handed to the collector's event queue
+//!    ([`crate::events::Events::forward`]), so agents' events are listed with the
+//!    collector's own (`GET /v1/events`, `weir events`) and published once, from there.
 //! 6. With a terminal count, the stream is terminated: an incompatible count is
 //!    `invalid` naming both counts, a wrong secret `wrong_secret`.
 //!
@@ -41,6 +46,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use weir_core::event_queue::Event;
 use weir_core::path::StreamPath;
 use weir_core::validate::validate_envelope;
 use weir_core::{Descriptor, Envelope};
@@ -246,8 +252,9 @@ impl Collector {
         append: wv1::StreamAppend,
     ) -> Result<Accepted, Refusal> {
         let limits = self.limits();
-        StreamPath::parse_producer(path)
-            .map_err(|e| Refusal::invalid(RejectReason::InvalidPath, e.to_string()))?;
+        let agent_events = StreamPath::parse_producer(path)
+            .map_err(|e| Refusal::invalid(RejectReason::InvalidPath, e.to_string()))?
+            .is_agent_events();
         let wv1::StreamAppend {
             secret,
             descriptor,
@@ -293,6 +300,15 @@ impl Collector {
                     format!("entry {}: {e}", first_index + i as u64),
                 )
             })?;
+            if agent_events && Event::from_envelope(env).is_none() {
+                return Err(Refusal::invalid(
+                    RejectReason::InvalidEnvelope,
+                    format!(
+                        "entry {}: an agent's event stream takes only Event envelopes",
+                        first_index + i as u64
+                    ),
+                ));
+            }
         }
         let owner = Owner::Producer(secret);
         // Built only by the caller that registers (a cache miss).
@@ -308,7 +324,14 @@ impl Collector {
         let mut accepted = None;
         if !entries.is_empty() {
             let a = self
-                .append_entries(path, &owner, &registration, first_index, entries)
+                .append_entries(
+                    path,
+                    &owner,
+                    &registration,
+                    first_index,
+                    entries,
+                    agent_events,
+                )
                 .await?;
             accepted = Some(a);
         }
@@ -376,10 +399,17 @@ impl Collector {
         registration: &impl Fn() -> Registration,
         first_index: u64,
         entries: Vec<Envelope>,
+        agent_events: bool,
     ) -> Result<Accepted, Refusal> {
         self.register(path, registration).await?;
         let len = entries.len() as u64;
-        let live = self.hub().prepare(&entries);
+        // An agent's events reach the hub through the event queue, not from here.
+        let (live, forwarded) = if agent_events {
+            let events: Vec<Event> = entries.iter().filter_map(Event::from_envelope).collect();
+            (None, events)
+        } else {
+            (self.live_prepare(&entries), Vec::new())
+        };
         let req = AppendRequest {
             path: path.to_string(),
             owner: owner.clone(),
@@ -395,8 +425,12 @@ impl Collector {
             }) => {
                 // The store reports the resent entries at the start of the append as
                 // duplicates; only the ones after them are new.
+                let fresh = usize::try_from(duplicates).unwrap_or(usize::MAX);
                 if let Some(live) = live {
-                    live.publish_from(usize::try_from(duplicates).unwrap_or(usize::MAX));
+                    live.publish_from(fresh);
+                }
+                for event in forwarded.into_iter().skip(fresh) {
+                    self.events().forward(event);
                 }
                 let metrics = self.metrics();
                 metrics.stored(len.saturating_sub(duplicates));

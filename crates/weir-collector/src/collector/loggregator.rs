@@ -127,7 +127,7 @@ impl Collector {
             .ensure_registered(&path, &registration)
             .await
             .map_err(|e| (DropReason::Unavailable, e.to_string()))?;
-        let live = self.hub().prepare(&group.envs);
+        let live = self.live_prepare(&group.envs);
         let len = group.envs.len();
         let req = AppendRequest {
             path: path.clone(),

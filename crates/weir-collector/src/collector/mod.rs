@@ -11,14 +11,16 @@
 //! - [`Collector::close`] stops taking work and waits for the work under way.
 //!
 //! Whatever the store acknowledges as newly written (not a duplicate) is then published
-//! to the live [`Hub`], for `loggregator.v2.Egress` and `/v2/read` subscribers.
+//! to the live [`Hub`], for `loggregator.v2.Egress` and `/v2/read` subscribers: directly,
+//! or through the live relay to every collector when one is attached
+//! ([`Collector::attach_relay`], [`crate::relay`]).
 //!
 //! Every refusal and every drop is counted in [`Metrics`] exactly once, here.
 
 mod bundle;
 mod loggregator;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
@@ -34,6 +36,7 @@ use crate::events::Events;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::obs_metrics::Sample;
+use crate::relay::{LiveRelay, Pending};
 use crate::state_cache::StateCache;
 
 /// The collector's ingest pipeline. Cheap to clone: clones share everything.
@@ -46,6 +49,8 @@ struct Inner {
     store: Arc<dyn Store>,
     cache: StateCache,
     hub: Hub,
+    /// The live relay when attached; unset: the hub in process.
+    relay: OnceLock<LiveRelay>,
     metrics: Metrics,
     /// The collector's own events (started by the server).
     events: Arc<Events>,
@@ -95,6 +100,7 @@ impl Collector {
                 store,
                 cache,
                 hub,
+                relay: OnceLock::new(),
                 metrics,
                 events,
                 limits: config.limits.clone(),
@@ -134,6 +140,32 @@ impl Collector {
     /// The live hub that egress subscribers read from.
     pub fn hub(&self) -> &Hub {
         &self.inner.hub
+    }
+
+    /// Sends what is stored from now on through `relay` instead of straight to the hub
+    /// (see [`crate::relay`]). Only once: `false` when a relay was attached already.
+    pub fn attach_relay(&self, relay: LiveRelay) -> bool {
+        self.inner.relay.set(relay).is_ok()
+    }
+
+    /// The attached live relay, if any.
+    pub fn relay(&self) -> Option<&LiveRelay> {
+        self.inner.relay.get()
+    }
+
+    /// Stops the attached NATS relay (publishing what it has queued), if any.
+    pub async fn close_relay(&self) {
+        if let Some(LiveRelay::Nats(relay)) = self.inner.relay.get() {
+            relay.close().await;
+        }
+    }
+
+    /// What the ingest path calls before an append: see [`LiveRelay::prepare`].
+    fn live_prepare(&self, entries: &[weir_core::Envelope]) -> Option<Pending> {
+        match self.inner.relay.get() {
+            Some(relay) => relay.prepare(entries),
+            None => self.inner.hub.prepare(entries).map(Pending::local),
+        }
     }
 
     /// The `[egress]` configuration.

@@ -10,50 +10,21 @@
 //! | `fields` | `tags` |
 //! | | `source_id` = [`SOURCE_ID`] |
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 use weir_core::Envelope;
 use weir_core::event_queue::Event;
-use weir_proto::lv2::{self, envelope::Message as Body};
 
+#[cfg(doc)]
 use super::SOURCE_ID;
 
-/// The envelope of `event` (source id [`SOURCE_ID`]).
+/// The envelope of `event` (source id [`SOURCE_ID`]); see [`Event::to_envelope`].
 pub fn to_envelope(event: &Event) -> Envelope {
-    Envelope {
-        timestamp: event.timestamp_ns,
-        source_id: SOURCE_ID.to_string(),
-        instance_id: event.member_id.clone(),
-        tags: event
-            .fields
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        message: Some(Body::Event(lv2::Event {
-            title: event.kind.clone(),
-            body: event.message.clone(),
-        })),
-        ..Default::default()
-    }
+    event.to_envelope()
 }
 
 /// The event an envelope carries, `None` when it is not an `Event` envelope.
 pub fn from_envelope(envelope: &Envelope) -> Option<Event> {
-    let Some(Body::Event(e)) = &envelope.message else {
-        return None;
-    };
-    Some(Event {
-        kind: e.title.clone(),
-        message: e.body.clone(),
-        timestamp_ns: envelope.timestamp,
-        member_id: envelope.instance_id.clone(),
-        fields: envelope
-            .tags
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<BTreeMap<_, _>>(),
-    })
+    Event::from_envelope(envelope)
 }
 
 /// An event as JSON: `index` (its place in the events stream), `type`, `message`,
@@ -73,6 +44,7 @@ pub fn to_json(index: u64, event: &Event) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn round_trips_through_an_envelope() {

@@ -24,6 +24,14 @@
 //! | `retention_expired` | retention expired entries by age | `prefix`, `max_age`, `streams`, `entries`, `partitions` |
 //! | `retention_size_cap` | the size cap dropped the oldest partitions | `partitions`, `entries`, `bytes_before`, `max_bytes` |
 //! | `event_queue_paused`, `event_queue_resumed` | the event store failed / is back (both written once it is back) | `discarded` |
+//!
+//! **Agents' events.** An agent with a `weir` flusher ships its own events (see
+//! `weir_agent::events` for their types) on its stream `weir/agent/<member>/+/events`,
+//! exactly once like any stream. The collector stores them there and hands every newly
+//! stored one to this queue as it is ([`Events::forward`]: the agent's time, type and
+//! member kept), so `GET /v1/events` and `weir events` list them with the collector's
+//! own; `member` tells them apart. The prefix `weir/` is otherwise reserved: ingest
+//! refuses any other stream under it (`invalid`, reason `invalid_path`).
 
 pub mod codec;
 pub mod query;
@@ -48,7 +56,7 @@ use crate::hub::{DropReport, Hub};
 pub const EVENTS_PATH: &str = "weir/+/events";
 
 /// The source id of event envelopes (what egress subscribers select).
-pub const SOURCE_ID: &str = "weir";
+pub const SOURCE_ID: &str = weir_core::event_queue::EVENT_SOURCE_ID;
 
 /// Event types the collector reports (see the module docs for their fields).
 pub mod kind {
@@ -166,6 +174,12 @@ impl Events {
     /// Adds an event; never blocks (see [`EventClient::add_with`]).
     pub fn add(&self, kind: &str, message: impl Into<String>, fields: BTreeMap<String, String>) {
         self.client.add_with(kind, message, fields);
+    }
+
+    /// Takes in an event an agent shipped (stored on its stream
+    /// `weir/agent/<member>/+/events`): added as it is, with the agent's time and member.
+    pub fn forward(&self, event: weir_core::event_queue::Event) {
+        self.client.forward(event);
     }
 
     /// Reports a live subscriber's drops (the hub's drop hook).

@@ -30,8 +30,14 @@
 //!
 //! Subscribers that join see what is published from then on: the hub keeps no history
 //! (the store does; see [`crate::follow`]).
+//!
+//! With a live relay configured ([`crate::relay`]), the ingest path hands new envelopes
+//! to the relay instead, and the hub is fed from the relay's subscriptions with
+//! [`Hub::publish_scoped`]: every collector's unsharded groups from one copy, each
+//! shard group ([`GroupKey`]) from the copy of whichever collector NATS picked.
 
 pub mod filter;
+mod key;
 mod report;
 mod route;
 mod subscriber;
@@ -41,12 +47,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use weir_core::Envelope;
 
 pub use filter::{Filter, Kind, Names, SelectorError};
+pub use key::GroupKey;
 pub use report::{DropHook, DropReport};
-pub use route::{GO_CRC64_ECMA, shard_hash};
+pub use route::{GO_CRC64_ECMA, Scope, shard_hash};
 pub use subscriber::{SubscriberStats, Subscription};
 
 use crate::config::EgressConfig;
@@ -132,6 +139,8 @@ pub(crate) struct Inner {
     next_id: AtomicU64,
     streams: Arc<Semaphore>,
     hook: RwLock<Option<DropHook>>,
+    /// Bumped whenever the table is rebuilt (a subscriber came or went).
+    changes: watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -168,6 +177,7 @@ impl Inner {
         // The old table (and the diodes only it still references) is freed here, out
         // of the write lock.
         drop(old);
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 }
 
@@ -218,6 +228,7 @@ impl Hub {
                 next_id: AtomicU64::new(1),
                 streams,
                 hook: RwLock::new(None),
+                changes: watch::channel(0).0,
             }),
         }
     }
@@ -354,6 +365,31 @@ impl Hub {
         let published = envs.iter().filter(|e| table.route(e) > 0).count() as u64;
         self.inner.metrics.hub_published(published);
         published
+    }
+
+    /// Publishes envelopes relayed from some collector to the groups of `scope` (see
+    /// [`crate::relay`]). Returns how many reached at least one subscriber.
+    pub fn publish_scoped(&self, envs: &[Arc<Envelope>], scope: Scope) -> u64 {
+        let table = self.inner.snapshot();
+        if table.is_empty() {
+            return 0;
+        }
+        let published = envs
+            .iter()
+            .filter(|e| table.route_scoped(e, scope) > 0)
+            .count() as u64;
+        self.inner.metrics.hub_published(published);
+        published
+    }
+
+    /// The keys of the shard groups that have members here now.
+    pub fn group_keys(&self) -> Vec<GroupKey> {
+        self.inner.snapshot().group_keys().collect()
+    }
+
+    /// A receiver that changes whenever a subscriber comes or goes.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
     }
 
     /// Every live subscriber's counts, by id.

@@ -28,6 +28,11 @@
 //!
 //! The table is immutable: the hub builds a new one whenever a subscriber comes or goes
 //! and swaps it in, so publishing reads it without locks held (see [`super::Hub`]).
+//!
+//! Every shard group is also indexed by its [`GroupKey`], so that an envelope relayed
+//! to this collector for one group alone ([`Scope::Group`], see [`crate::relay`]) goes
+//! to that group only; [`Scope::Unsharded`] offers an envelope to the unsharded groups
+//! only.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -37,7 +42,21 @@ use weir_core::Envelope;
 use weir_proto::lv2::envelope::Message;
 
 use super::filter::{Filter, Kind, Names};
+use super::key::GroupKey;
 use super::subscriber::Shared;
+
+/// Which groups an envelope is offered to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every group: unsharded ones to every member, sharded ones to one member each
+    /// (the in-process hub).
+    All,
+    /// Only the unsharded groups (the relay's copy that every collector receives).
+    Unsharded,
+    /// Only the shard group with this key (the relay's copy for that group, which one
+    /// collector of the group receives).
+    Group(GroupKey),
+}
 
 /// Go's `crc64.Checksum(b, crc64.MakeTable(crc64.ECMA))`, which upstream uses to route
 /// deterministically.
@@ -79,6 +98,8 @@ pub(crate) struct Entry {
 pub(crate) struct Table {
     kinds: [KindRoutes; Kind::COUNT],
     subscriptions: usize,
+    /// Every sharded group by its key, with its node's filter.
+    keyed: HashMap<GroupKey, (Filter, Group)>,
 }
 
 #[derive(Default)]
@@ -92,6 +113,7 @@ struct Node {
     groups: Vec<Group>,
 }
 
+#[derive(Clone)]
 struct Group {
     /// Empty: every member gets everything.
     sharded: bool,
@@ -124,20 +146,25 @@ impl Table {
             ..Table::default()
         };
         for (filter, shards) in nodes {
-            let groups = shards
-                .into_iter()
-                .map(|(shard_id, mut members)| {
-                    let deterministic = members.iter().any(|(name, _, _)| !name.is_empty());
-                    if deterministic {
-                        members.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-                    }
-                    Group {
-                        sharded: !shard_id.is_empty(),
-                        deterministic,
-                        members: members.into_iter().map(|(_, _, s)| s).collect(),
-                    }
-                })
-                .collect();
+            let mut groups = Vec::with_capacity(shards.len());
+            for (shard_id, mut members) in shards {
+                let deterministic = members.iter().any(|(name, _, _)| !name.is_empty());
+                if deterministic {
+                    members.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+                }
+                let group = Group {
+                    sharded: !shard_id.is_empty(),
+                    deterministic,
+                    members: members.into_iter().map(|(_, _, s)| s).collect(),
+                };
+                if group.sharded {
+                    table.keyed.insert(
+                        GroupKey::of(filter, shard_id),
+                        (filter.clone(), group.clone()),
+                    );
+                }
+                groups.push(group);
+            }
             let node = Node {
                 names: filter.names.clone(),
                 groups,
@@ -177,6 +204,11 @@ impl Table {
         any.chain(by_source)
     }
 
+    /// The keys of every shard group.
+    pub fn group_keys(&self) -> impl Iterator<Item = GroupKey> + '_ {
+        self.keyed.keys().copied()
+    }
+
     /// Whether some subscription wants `env`.
     pub fn wants(&self, env: &Envelope) -> bool {
         self.candidates(env).any(|n| n.names.accept(env))
@@ -184,34 +216,59 @@ impl Table {
 
     /// Offers `env` to the diodes it is routed to; returns how many.
     pub fn route(&self, env: &Arc<Envelope>) -> usize {
+        self.route_scoped(env, Scope::All)
+    }
+
+    /// Offers `env` to the diodes of the groups in `scope` it is routed to; returns how
+    /// many.
+    pub fn route_scoped(&self, env: &Arc<Envelope>, scope: Scope) -> usize {
         let mut hash: Option<Option<u64>> = None;
+        if let Scope::Group(key) = scope {
+            return match self.keyed.get(&key) {
+                Some((filter, group)) if filter.matches(env) => group.offer(env, &mut hash),
+                _ => 0,
+            };
+        }
         let mut offered = 0;
         for node in self.candidates(env) {
             if !node.names.accept(env) {
                 continue;
             }
             for group in &node.groups {
-                let n = group.members.len();
-                if !group.sharded {
-                    for m in &group.members {
-                        m.offer(env.clone());
-                    }
-                    offered += n;
+                if group.sharded && scope == Scope::Unsharded {
                     continue;
                 }
-                let pick = if group.deterministic {
-                    match *hash.get_or_insert_with(|| shard_hash(env)) {
-                        Some(h) => (h % n as u64) as usize,
-                        None => fastrand::usize(..n),
-                    }
-                } else {
-                    fastrand::usize(..n)
-                };
-                group.members[pick].offer(env.clone());
-                offered += 1;
+                offered += group.offer(env, &mut hash);
             }
         }
         offered
+    }
+}
+
+impl Group {
+    /// Offers `env` to every member (unsharded) or to one (sharded); returns how many.
+    /// `hash` caches [`shard_hash`] across the groups of one envelope.
+    fn offer(&self, env: &Arc<Envelope>, hash: &mut Option<Option<u64>>) -> usize {
+        let n = self.members.len();
+        if n == 0 {
+            return 0;
+        }
+        if !self.sharded {
+            for m in &self.members {
+                m.offer(env.clone());
+            }
+            return n;
+        }
+        let pick = if self.deterministic {
+            match *hash.get_or_insert_with(|| shard_hash(env)) {
+                Some(h) => (h % n as u64) as usize,
+                None => fastrand::usize(..n),
+            }
+        } else {
+            fastrand::usize(..n)
+        };
+        self.members[pick].offer(env.clone());
+        1
     }
 }
 

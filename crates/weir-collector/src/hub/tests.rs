@@ -204,3 +204,48 @@ async fn next_batch_flushes_after_the_interval() {
     assert_eq!(s.next_batch(&mut out).await, 2);
     assert_eq!(started.elapsed(), std::time::Duration::from_millis(100));
 }
+
+#[tokio::test]
+async fn scoped_publishing_keeps_unsharded_and_each_group_apart() {
+    let h = hub(100, 10);
+    let mut changes = h.changes();
+    let all = sub(&h, vec![log_filter("")], "", "");
+    assert!(changes.has_changed().unwrap(), "a subscribe is a change");
+    changes.mark_unchanged();
+    let g1 = sub(&h, vec![log_filter("")], "g", "");
+    let g2 = sub(&h, vec![log_filter("app")], "g", "");
+    // Same shard id, different selectors: two groups, two keys.
+    let mut keys = h.group_keys();
+    keys.sort();
+    let mut want = vec![
+        GroupKey::of(&log_filter(""), "g"),
+        GroupKey::of(&log_filter("app"), "g"),
+    ];
+    want.sort();
+    assert_eq!(keys, want);
+
+    // The relay's copy for everybody reaches the unsharded subscriber only.
+    assert_eq!(h.publish_scoped(&[log("app", 1)], Scope::Unsharded), 1);
+    assert_eq!(drain(&all), vec![1]);
+    assert!(drain(&g1).is_empty() && drain(&g2).is_empty());
+
+    // A group's copy reaches that group only, and only when its filter matches.
+    let k1 = GroupKey::of(&log_filter(""), "g");
+    let k2 = GroupKey::of(&log_filter("app"), "g");
+    assert_eq!(h.publish_scoped(&[log("app", 2)], Scope::Group(k1)), 1);
+    assert_eq!(drain(&g1), vec![2]);
+    assert!(drain(&all).is_empty() && drain(&g2).is_empty());
+    assert_eq!(h.publish_scoped(&[log("other", 3)], Scope::Group(k2)), 0);
+    assert_eq!(h.publish_scoped(&[log("app", 4)], Scope::Group(k2)), 1);
+    assert_eq!(drain(&g2), vec![4]);
+    // An unknown group: nobody.
+    assert_eq!(
+        h.publish_scoped(&[log("app", 5)], Scope::Group(GroupKey(7))),
+        0
+    );
+    assert!(drain(&all).is_empty() && drain(&g1).is_empty() && drain(&g2).is_empty());
+
+    drop(g2);
+    assert_eq!(h.group_keys(), vec![k1]);
+    assert!(changes.has_changed().unwrap());
+}

@@ -148,6 +148,14 @@ impl Recorder {
         }
     }
 
+    /// Waits at most `d` for more envelopes to arrive; whether some did.
+    pub async fn changed_within(&mut self, d: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(d, self.count.changed()).await,
+            Ok(Ok(()))
+        )
+    }
+
     /// Envelopes received so far.
     pub fn count(&self) -> usize {
         *self.count.borrow()

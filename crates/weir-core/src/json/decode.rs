@@ -427,6 +427,23 @@ impl<'a> Parser<'a> {
 
     // ---- scalars; each returns None for `null` ----
 
+    /// Reads field `name` (number `seen.1`) of the message at `path` with `read` into
+    /// `slot`, refusing a second occurrence; a JSON `null` leaves `slot` at its default.
+    fn field<T>(
+        &mut self,
+        (seen, num): (&mut u32, u32),
+        path: &Path<'_>,
+        name: &'static str,
+        read: impl FnOnce(&mut Self, &Path<'_>) -> Result<Option<T>, JsonError>,
+        slot: &mut T,
+    ) -> Result<(), JsonError> {
+        see(seen, num, path, name)?;
+        if let Some(v) = read(self, &Path::Field(path, name))? {
+            *slot = v;
+        }
+        Ok(())
+    }
+
     fn string_field(&mut self, path: &Path<'_>) -> Result<Option<String>, JsonError> {
         match self.token(path)? {
             Tok::Str(s) => Ok(Some(s.into_owned())),
@@ -718,12 +735,13 @@ impl<'a> Parser<'a> {
         let mut first = true;
         while let Some(key) = self.next_key(&mut first, path)? {
             match &*key {
-                "payload" => {
-                    see(&mut seen, 1, path, "payload")?;
-                    if let Some(v) = self.bytes_field(&Path::Field(path, "payload"))? {
-                        out.payload = v;
-                    }
-                }
+                "payload" => self.field(
+                    (&mut seen, 1),
+                    path,
+                    "payload",
+                    Self::bytes_field,
+                    &mut out.payload,
+                )?,
                 "type" => {
                     see(&mut seen, 2, path, "type")?;
                     if let Some(v) = self.log_type_field(&Path::Field(path, "type"))? {
@@ -742,24 +760,27 @@ impl<'a> Parser<'a> {
         let mut first = true;
         while let Some(key) = self.next_key(&mut first, path)? {
             match &*key {
-                "name" => {
-                    see(&mut seen, 1, path, "name")?;
-                    if let Some(v) = self.string_field(&Path::Field(path, "name"))? {
-                        out.name = v;
-                    }
-                }
-                "delta" => {
-                    see(&mut seen, 2, path, "delta")?;
-                    if let Some(v) = self.uint64_field(&Path::Field(path, "delta"))? {
-                        out.delta = v;
-                    }
-                }
-                "total" => {
-                    see(&mut seen, 3, path, "total")?;
-                    if let Some(v) = self.uint64_field(&Path::Field(path, "total"))? {
-                        out.total = v;
-                    }
-                }
+                "name" => self.field(
+                    (&mut seen, 1),
+                    path,
+                    "name",
+                    Self::string_field,
+                    &mut out.name,
+                )?,
+                "delta" => self.field(
+                    (&mut seen, 2),
+                    path,
+                    "delta",
+                    Self::uint64_field,
+                    &mut out.delta,
+                )?,
+                "total" => self.field(
+                    (&mut seen, 3),
+                    path,
+                    "total",
+                    Self::uint64_field,
+                    &mut out.total,
+                )?,
                 _ => return Err(unknown(path, key)),
             }
         }
@@ -801,18 +822,20 @@ impl<'a> Parser<'a> {
         let mut first = true;
         while let Some(key) = self.next_key(&mut first, path)? {
             match &*key {
-                "unit" => {
-                    see(&mut seen, 1, path, "unit")?;
-                    if let Some(v) = self.string_field(&Path::Field(path, "unit"))? {
-                        out.unit = v;
-                    }
-                }
-                "value" => {
-                    see(&mut seen, 2, path, "value")?;
-                    if let Some(v) = self.double_field(&Path::Field(path, "value"))? {
-                        out.value = v;
-                    }
-                }
+                "unit" => self.field(
+                    (&mut seen, 1),
+                    path,
+                    "unit",
+                    Self::string_field,
+                    &mut out.unit,
+                )?,
+                "value" => self.field(
+                    (&mut seen, 2),
+                    path,
+                    "value",
+                    Self::double_field,
+                    &mut out.value,
+                )?,
                 _ => return Err(unknown(path, key)),
             }
         }
@@ -825,24 +848,27 @@ impl<'a> Parser<'a> {
         let mut first = true;
         while let Some(key) = self.next_key(&mut first, path)? {
             match &*key {
-                "name" => {
-                    see(&mut seen, 1, path, "name")?;
-                    if let Some(v) = self.string_field(&Path::Field(path, "name"))? {
-                        out.name = v;
-                    }
-                }
-                "start" => {
-                    see(&mut seen, 2, path, "start")?;
-                    if let Some(v) = self.int64_field(&Path::Field(path, "start"))? {
-                        out.start = v;
-                    }
-                }
-                "stop" => {
-                    see(&mut seen, 3, path, "stop")?;
-                    if let Some(v) = self.int64_field(&Path::Field(path, "stop"))? {
-                        out.stop = v;
-                    }
-                }
+                "name" => self.field(
+                    (&mut seen, 1),
+                    path,
+                    "name",
+                    Self::string_field,
+                    &mut out.name,
+                )?,
+                "start" => self.field(
+                    (&mut seen, 2),
+                    path,
+                    "start",
+                    Self::int64_field,
+                    &mut out.start,
+                )?,
+                "stop" => self.field(
+                    (&mut seen, 3),
+                    path,
+                    "stop",
+                    Self::int64_field,
+                    &mut out.stop,
+                )?,
                 _ => return Err(unknown(path, key)),
             }
         }
@@ -855,18 +881,20 @@ impl<'a> Parser<'a> {
         let mut first = true;
         while let Some(key) = self.next_key(&mut first, path)? {
             match &*key {
-                "title" => {
-                    see(&mut seen, 1, path, "title")?;
-                    if let Some(v) = self.string_field(&Path::Field(path, "title"))? {
-                        out.title = v;
-                    }
-                }
-                "body" => {
-                    see(&mut seen, 2, path, "body")?;
-                    if let Some(v) = self.string_field(&Path::Field(path, "body"))? {
-                        out.body = v;
-                    }
-                }
+                "title" => self.field(
+                    (&mut seen, 1),
+                    path,
+                    "title",
+                    Self::string_field,
+                    &mut out.title,
+                )?,
+                "body" => self.field(
+                    (&mut seen, 2),
+                    path,
+                    "body",
+                    Self::string_field,
+                    &mut out.body,
+                )?,
                 _ => return Err(unknown(path, key)),
             }
         }

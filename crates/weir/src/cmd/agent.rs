@@ -1,6 +1,7 @@
 //! `weir agent --config agent.toml [--metrics-addr HOST:PORT]`: runs the agent until
 //! SIGTERM or SIGINT, then shuts it down gracefully (see `weir_agent::runtime`).
 
+use super::signal::shutdown_signal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,23 +64,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     result.context("agent shutdown")?;
     tracing::info!("weir agent stopped");
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the agent");
-            let _ = ctrl_c.await;
-        }
-    }
 }
 
 /// Flags of `weir replay-dead-letters`.

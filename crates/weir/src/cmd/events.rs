@@ -1,12 +1,15 @@
 //! `weir events [--type T] [--since 10m] [-f]`: the collector's own events (started,
 //! stream refused, subscriber dropping, retention, event queue paused, …), read over
-//! HTTP from `GET /v1/events` (plain HTTP; the HTTP listener's address, not gRPC's).
+//! HTTP from `GET /v1/events` (the HTTP listener's address, not gRPC's). Agents' events
+//! are there too (member = the agent's name). With `--tls-ca` (and `--tls-cert` /
+//! `--tls-key` for mutual TLS) it speaks HTTPS to a collector serving TLS.
 
 use std::io::Write;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::Value;
+use weir_client::tls::ClientTls;
 
 /// Flags of `weir events`.
 #[derive(Args, Debug)]
@@ -26,6 +29,22 @@ pub struct EventsArgs {
     /// Collector HTTP address, HOST:PORT.
     #[arg(long, env = "WEIR_HTTP_ADDR", default_value = "127.0.0.1:8088")]
     pub http_addr: String,
+    /// CA certificate (PEM) that the collector's certificate must chain to; turns
+    /// HTTPS on.
+    #[arg(long, env = "WEIR_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), for a collector that requires mutual TLS.
+    #[arg(
+        long,
+        env = "WEIR_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key",
+        requires = "tls_ca"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "WEIR_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -33,9 +52,23 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 impl EventsArgs {
+    /// The HTTP client: plain, or trusting `--tls-ca` (and presenting `--tls-cert`).
+    fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(reqwest::Client::new());
+        };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => ClientTls::mutual(ca, cert, key)?,
+            _ => ClientTls::server_only(ca)?,
+        };
+        Ok(tls.apply_http(reqwest::Client::builder())?.build()?)
+    }
+
     fn url(&self, from: Option<u64>) -> String {
         let base = if self.http_addr.contains("://") {
             self.http_addr.clone()
+        } else if self.tls_ca.is_some() {
+            format!("https://{}", self.http_addr)
         } else {
             format!("http://{}", self.http_addr)
         };
@@ -114,7 +147,7 @@ async fn error_of(resp: reqwest::Response) -> anyhow::Error {
 
 /// Prints the events, then (with `-f`) new ones until the collector ends the stream.
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+    let client = args.client()?;
     let unreachable = || {
         format!(
             "cannot reach the collector's HTTP listener at {} (is `weir serve` running? set --http-addr or WEIR_HTTP_ADDR)",
@@ -182,10 +215,22 @@ mod tests {
             follow: true,
             json: false,
             http_addr: "127.0.0.1:9".into(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         };
         assert_eq!(
             args.url(Some(4)),
             "http://127.0.0.1:9/v1/events?type=stream_conflict&from=4&follow=true"
+        );
+        let tls = EventsArgs {
+            tls_ca: Some("ca.pem".into()),
+            follow: false,
+            ..args
+        };
+        assert_eq!(
+            tls.url(None),
+            "https://127.0.0.1:9/v1/events?type=stream_conflict"
         );
     }
 

@@ -8,5 +8,6 @@ pub mod format;
 pub mod read;
 pub mod run;
 pub mod serve;
+pub mod signal;
 pub mod tail;
 pub mod tls;

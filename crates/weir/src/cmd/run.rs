@@ -58,6 +58,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let dir = args.data_dir.join(&run_id);
     let mut config = AgentConfig::empty(dir.clone());
+    // A run's directory goes when it ends: its events (and the secret of an events stream)
+    // would not outlive it, so they stay local rather than open a stream per run.
+    config.events.ship = false;
     config.shutdown_timeout_ms = args.deliver_timeout_secs.max(1) * 1000;
     for (name, stderr) in [("stdout", false), ("stderr", true)] {
         let source = StdinConfig {

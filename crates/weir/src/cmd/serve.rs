@@ -1,5 +1,6 @@
 //! `weir serve`: the collector on its embedded store.
 
+use super::signal::shutdown_signal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,7 +9,8 @@ use anyhow::Context;
 use clap::Args;
 use weir_collector::tls::TlsConfig;
 use weir_collector::{CollectorConfig, Server};
-use weir_store::FjallStore;
+use weir_store::{FjallStore, Store};
+use weir_store_nats::{NatsConfig, NatsStore};
 
 use crate::config_file;
 
@@ -21,6 +23,22 @@ pub struct ServeArgs {
     /// Where the embedded store keeps its data [default: ./weir-data].
     #[arg(long, env = "WEIR_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where streams are stored: `fjall` (embedded, in --data-dir; the default) or
+    /// `nats://HOST:PORT[,HOST:PORT…]` (NATS JetStream: every collector on the same
+    /// JetStream serves every stream). Overrides the `[nats]` table's servers.
+    #[arg(long, value_name = "STORE", env = "WEIR_STORE")]
+    pub store: Option<String>,
+    /// JetStream replicas of the entries stream and the buckets, when they are created
+    /// (1, or 3 on a 3-node cluster). Overrides `[nats] replicas`.
+    #[arg(long, value_name = "N")]
+    pub nats_replicas: Option<usize>,
+    /// JetStream's deduplication window in seconds. Overrides
+    /// `[nats] duplicate_window_secs`.
+    #[arg(long, value_name = "SECS")]
+    pub nats_duplicate_window: Option<u64>,
+    /// Prefix of the JetStream stream, buckets and subjects. Overrides `[nats] prefix`.
+    #[arg(long, value_name = "PREFIX")]
+    pub nats_prefix: Option<String>,
     /// gRPC listen address [default: 127.0.0.1:3458].
     #[arg(long)]
     pub grpc_addr: Option<SocketAddr>,
@@ -49,6 +67,7 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<CollectorConfig> {
     if let Some(dir) = &args.data_dir {
         config.store.data_dir = dir.clone();
     }
+    apply_store_flags(args, &mut config)?;
     if let Some(addr) = args.grpc_addr {
         config.grpc_addr = addr;
     }
@@ -72,14 +91,68 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<CollectorConfig> {
     Ok(config)
 }
 
+/// `--store` and the `--nats-*` flags: `fjall` drops a `[nats]` table, a `nats://` URL
+/// selects JetStream; with JetStream, the live relay defaults to the same servers.
+fn apply_store_flags(args: &ServeArgs, config: &mut CollectorConfig) -> anyhow::Result<()> {
+    match args.store.as_deref() {
+        None => {}
+        Some("fjall") => config.nats = None,
+        Some(url) => {
+            let servers = NatsConfig::parse_servers(url).context("--store")?;
+            config.nats.get_or_insert_with(NatsConfig::default).servers = servers;
+        }
+    }
+    let Some(nats) = config.nats.as_mut() else {
+        anyhow::ensure!(
+            args.nats_replicas.is_none()
+                && args.nats_duplicate_window.is_none()
+                && args.nats_prefix.is_none(),
+            "--nats-* flags need a NATS store: --store nats://HOST:PORT or a [nats] table"
+        );
+        return Ok(());
+    };
+    if let Some(r) = args.nats_replicas {
+        nats.replicas = r;
+    }
+    if let Some(w) = args.nats_duplicate_window {
+        nats.duplicate_window_secs = w;
+    }
+    if let Some(p) = &args.nats_prefix {
+        nats.prefix = p.clone();
+    }
+    if config.egress.relay.is_none() {
+        config.egress.relay = Some(nats.servers.join(","));
+    }
+    Ok(())
+}
+
+/// Opens the configured store: JetStream when `[nats]` is set, else fjall.
+async fn open_store(config: &CollectorConfig) -> anyhow::Result<(Arc<dyn Store>, String)> {
+    if let Some(nats) = &config.nats {
+        let servers = nats.servers.join(",");
+        let store = NatsStore::connect(nats.clone())
+            .await
+            .with_context(|| format!("cannot open the JetStream store at {servers}"))?;
+        return Ok((
+            Arc::new(store),
+            format!("nats {servers} prefix {}", nats.prefix),
+        ));
+    }
+    let data_dir = config.store.data_dir.clone();
+    let fjall = config.store.clone();
+    let store = tokio::task::spawn_blocking(move || FjallStore::open(fjall))
+        .await
+        .context("store task")?
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    Ok((Arc::new(store), data_dir.display().to_string()))
+}
+
 /// Runs the collector until SIGTERM or SIGINT, then shuts down cleanly: stops accepting,
 /// finishes work under way, closes the store.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = effective_config(&args)?;
-    let data_dir = config.store.data_dir.clone();
-    let store = FjallStore::open(config.store.clone())
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-    let server = Server::bind(config, Arc::new(store))
+    let (store, where_) = open_store(&config).await?;
+    let server = Server::bind(config, store)
         .await
         .context("cannot start the collector")?;
     // These two lines are the contract with scripts and tests that start
@@ -89,7 +162,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(tls) = server.tls() {
         tracing::info!(mutual = tls.mutual(), "both listeners serve TLS only");
     }
-    tracing::info!(data_dir = %data_dir.display(), "weir collector started");
+    tracing::info!(store = %where_, "weir collector started");
     let file = args
         .config
         .as_ref()
@@ -112,31 +185,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM ({e}); only SIGINT stops the collector");
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("shutdown requested");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +193,10 @@ mod tests {
         ServeArgs {
             config,
             data_dir: None,
+            store: None,
+            nats_replicas: None,
+            nats_duplicate_window: None,
+            nats_prefix: None,
             grpc_addr: None,
             http_addr: None,
             tls_cert: None,
@@ -234,5 +286,40 @@ mod tests {
         std::fs::write(&file, "\ngrpc_adr = \"127.0.0.1:1\"\n").unwrap();
         let err = format!("{:#}", effective_config(&args(Some(file))).unwrap_err());
         assert!(err.contains("line 2") && err.contains("grpc_adr"), "{err}");
+    }
+
+    #[test]
+    fn store_flags_select_jetstream_and_override_the_nats_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weir.toml");
+        std::fs::write(
+            &file,
+            "[nats]\nservers = [\"nats://n1:4222\"]\nreplicas = 3\nduplicate_window_secs = 30\n",
+        )
+        .unwrap();
+        let c = effective_config(&args(Some(file.clone()))).unwrap();
+        let nats = c.nats.unwrap();
+        assert_eq!((nats.replicas, nats.duplicate_window_secs), (3, 30));
+        assert_eq!(c.egress.relay.as_deref(), Some("nats://n1:4222"));
+
+        let mut a = args(Some(file.clone()));
+        a.store = Some("nats://a:1,b:2".into());
+        a.nats_replicas = Some(1);
+        a.nats_duplicate_window = Some(1);
+        let nats = effective_config(&a).unwrap().nats.unwrap();
+        assert_eq!(nats.servers, ["nats://a:1", "nats://b:2"]);
+        assert_eq!((nats.replicas, nats.duplicate_window_secs), (1, 1));
+
+        a.store = Some("fjall".into());
+        a.nats_replicas = None;
+        a.nats_duplicate_window = None;
+        assert_eq!(effective_config(&a).unwrap().nats, None);
+        a.nats_replicas = Some(3);
+        assert!(
+            effective_config(&a).is_err(),
+            "--nats-replicas without NATS"
+        );
+        a.store = Some("redis://x".into());
+        assert!(effective_config(&a).is_err());
     }
 }

@@ -18,13 +18,18 @@ impl AgentProc {
     /// Starts `weir agent --config CONFIG --metrics-addr 127.0.0.1:0` and waits until it
     /// says it started.
     pub fn start(weir: &Path, config: &Path) -> AgentProc {
+        Self::start_with_stderr(weir, config, Stdio::inherit())
+    }
+
+    /// [`AgentProc::start`] with its stderr (its log) going to `stderr`.
+    pub fn start_with_stderr(weir: &Path, config: &Path, stderr: Stdio) -> AgentProc {
         let mut child = Command::new(weir)
             .arg("agent")
             .arg("--config")
             .arg(config)
             .args(["--metrics-addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn weir agent");
         let stdout = child.stdout.take().expect("stdout piped");

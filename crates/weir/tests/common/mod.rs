@@ -27,11 +27,16 @@ impl Serve {
     /// Starts `weir serve` on `data_dir` with ports chosen by the OS, plus `extra` flags,
     /// and waits until it prints both listening addresses.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Serve {
+        Self::start_on(data_dir, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    /// [`Serve::start`] on given addresses (to restart a collector where it was).
+    pub fn start_on(data_dir: &Path, grpc_addr: &str, http_addr: &str, extra: &[&str]) -> Serve {
         let mut child = Command::new(weir_bin())
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--grpc-addr", grpc_addr, "--http-addr", http_addr])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

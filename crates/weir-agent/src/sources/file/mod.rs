@@ -81,7 +81,7 @@ pub use template::hostname;
 
 use acks::Shared;
 use registry::Registry;
-use runner::Runner;
+use runner::{LineTx, Runner};
 use stream::Ctx;
 
 /// How often, at most, acknowledgements are written to disk.
@@ -105,6 +105,32 @@ pub struct Line {
     pub split: bool,
 }
 
+/// Lines of one stream that were ready together (at most one read's worth), in order:
+/// entries `first_index..first_index + lines.len()`, all read from `file_identity`. What
+/// [`FileSource::start_chunked`] hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineChunk {
+    /// The stream path.
+    pub stream: Arc<str>,
+    /// The index of `lines[0]`.
+    pub first_index: u64,
+    /// The file the lines were read from.
+    pub file_identity: FileIdentity,
+    /// The lines.
+    pub lines: Vec<ChunkLine>,
+}
+
+/// One line of a [`LineChunk`] (see [`Line`] for the fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkLine {
+    /// The line's bytes, without its `\n`.
+    pub bytes: Bytes,
+    /// File offset just past the line (past its `\n` when it had one).
+    pub file_offset_end: u64,
+    /// Whether this is a piece cut at `max_line_bytes`.
+    pub split: bool,
+}
+
 /// Starts file sources. See the [module docs](self).
 pub struct FileSource;
 
@@ -116,6 +142,28 @@ impl FileSource {
         config: FileSourceConfig,
         data_dir: &Path,
         lines: mpsc::Sender<Line>,
+    ) -> Result<FileSourceHandle, FileSourceError> {
+        Self::start_with(name, config, data_dir, LineTx::One(lines))
+    }
+
+    /// [`FileSource::start`], handing lines out in chunks: each message holds the
+    /// consecutive lines of one stream that were ready together (up to one read's worth),
+    /// in order. One channel hand-off per chunk instead of per line is what lets the
+    /// agent's pipeline keep up with fast files.
+    pub fn start_chunked(
+        name: &str,
+        config: FileSourceConfig,
+        data_dir: &Path,
+        chunks: mpsc::Sender<LineChunk>,
+    ) -> Result<FileSourceHandle, FileSourceError> {
+        Self::start_with(name, config, data_dir, LineTx::Chunks(chunks))
+    }
+
+    fn start_with(
+        name: &str,
+        config: FileSourceConfig,
+        data_dir: &Path,
+        lines: LineTx,
     ) -> Result<FileSourceHandle, FileSourceError> {
         let compiled = config
             .compile(name)

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::Line;
 use super::config::{FileSourceConfig, ReadFrom};
 use super::discover::Matcher;
 use super::resume::resume;
@@ -26,6 +25,7 @@ use super::stats::{FileSourceStats, add};
 use super::stream::{Ctx, Step, StreamTail};
 use super::tail::{TailedFile, end_offset};
 use super::template::StreamTemplate;
+use super::{ChunkLine, Line, LineChunk};
 
 /// Most skipped paths remembered (so each is logged and counted once).
 const MAX_SKIPPED: usize = 10_000;
@@ -61,6 +61,13 @@ impl Sent {
     }
 }
 
+/// Where the source hands its lines: one at a time, or in chunks (all the lines of one
+/// stream that are ready at once: one channel hand-off for hundreds of lines).
+pub(crate) enum LineTx {
+    One(mpsc::Sender<Line>),
+    Chunks(mpsc::Sender<LineChunk>),
+}
+
 pub(crate) struct Runner {
     pub config: FileSourceConfig,
     pub matcher: Matcher,
@@ -70,7 +77,7 @@ pub(crate) struct Runner {
     pub by_name: HashMap<Arc<str>, usize>,
     pub by_path: HashMap<PathBuf, usize>,
     pub skipped: HashSet<PathBuf>,
-    pub tx: mpsc::Sender<Line>,
+    pub tx: LineTx,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -173,6 +180,45 @@ impl Runner {
                 .ctx
                 .shared
                 .register(&st.name, st.ready.iter().take(n).map(|p| p.end_offset));
+            if let LineTx::Chunks(tx) = &self.tx {
+                let mut chunk = LineChunk {
+                    stream: st.name.clone(),
+                    first_index: first,
+                    file_identity: identity,
+                    lines: Vec::with_capacity(n),
+                };
+                let mut sent = Sent::default();
+                for piece in st.ready.drain(..n) {
+                    sent.add((piece.bytes.len() as u64, u64::from(piece.split)));
+                    chunk.lines.push(ChunkLine {
+                        bytes: piece.bytes,
+                        file_offset_end: piece.end_offset,
+                        split: piece.split,
+                    });
+                }
+                match tx.try_send(chunk) {
+                    Ok(()) => sent.flush(&self.ctx.stats),
+                    Err(mpsc::error::TrySendError::Full(chunk)) => {
+                        add(&self.ctx.stats.backpressure_waits, 1);
+                        if let Some(cur) = st.current.as_mut() {
+                            cur.recheck = true;
+                        }
+                        let mut shutdown = self.shutdown.clone();
+                        tokio::select! {
+                            result = tx.send(chunk) => match result {
+                                Ok(()) => sent.flush(&self.ctx.stats),
+                                Err(_) => return Flow::Stop,
+                            },
+                            _ = shutdown.wait_for(|stop| *stop) => return Flow::Stop,
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Flow::Stop,
+                }
+                continue;
+            }
+            let LineTx::One(tx) = &self.tx else {
+                return Flow::Stop;
+            };
             // Counted in batches, and before any wait, so the counters are exact
             // whenever the source is held back.
             let mut sent = Sent::default();
@@ -189,7 +235,7 @@ impl Runner {
                     file_identity: identity,
                     split: piece.split,
                 };
-                match self.tx.try_send(line) {
+                match tx.try_send(line) {
                     Ok(()) => sent.add(counts),
                     Err(mpsc::error::TrySendError::Full(line)) => {
                         sent.flush(&self.ctx.stats);
@@ -199,7 +245,7 @@ impl Runner {
                         }
                         let mut shutdown = self.shutdown.clone();
                         tokio::select! {
-                            result = self.tx.send(line) => match result {
+                            result = tx.send(line) => match result {
                                 Ok(()) => sent.add(counts),
                                 Err(_) => return Flow::Stop,
                             },

@@ -16,7 +16,7 @@ use super::identity::{FileIdentity, Fingerprint};
 use super::lines::{Piece, Splitter};
 
 /// Bytes read from a file at a time (and at most per file per round of the source).
-pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 128 * 1024;
 
 /// A file being read.
 #[derive(Debug)]

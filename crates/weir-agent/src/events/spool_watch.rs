@@ -1,0 +1,64 @@
+//! Watches the spool's loss counters and reports them as events: `spool_full` when
+//! appends had to wait for room (`when_full = "block"`), `spool_dropped` with the
+//! number of records `when_full = "drop_oldest"` removed before every flusher had them.
+//!
+//! The spool counts these itself ([`crate::spool::SpoolStats`]); the watcher looks at
+//! the counts every [`CHECK_EVERY`] and reports what grew, at most once per rate-limit
+//! interval per type, the count carrying everything since the last report.
+
+use std::time::Duration;
+
+use super::{AgentEvents, fields, kind};
+use crate::spool::Spool;
+
+/// How often the spool's counters are looked at.
+pub const CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs until aborted.
+pub async fn watch(spool: Spool, events: AgentEvents) {
+    let first = spool.stats();
+    let (mut blocked, mut dropped) = (first.blocked_appends, first.dropped_records);
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let s = spool.stats();
+        if s.blocked_appends > blocked {
+            let waits = s.blocked_appends - blocked;
+            let reported = events.add_quiet_limited(
+                "spool_full",
+                kind::SPOOL_FULL,
+                format!(
+                    "spool full ({} of {} bytes): {waits} appends waited for flushers to acknowledge (when_full = block); sources are held back",
+                    s.bytes, s.max_bytes
+                ),
+                fields([
+                    ("blocked_appends", waits.to_string()),
+                    ("bytes", s.bytes.to_string()),
+                    ("max_bytes", s.max_bytes.to_string()),
+                ]),
+            );
+            if reported {
+                blocked = s.blocked_appends;
+            }
+        }
+        if s.dropped_records > dropped {
+            let lost = s.dropped_records - dropped;
+            let reported = events.add_quiet_limited(
+                "spool_dropped",
+                kind::SPOOL_DROPPED,
+                format!(
+                    "spool full: dropped the {lost} oldest records before every flusher had them (when_full = drop_oldest)"
+                ),
+                fields([
+                    ("count", lost.to_string()),
+                    ("total", s.dropped_records.to_string()),
+                    ("max_bytes", s.max_bytes.to_string()),
+                ]),
+            );
+            if reported {
+                dropped = s.dropped_records;
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Two `weir serve --store nats://…` processes on one `nats-server` act as one
+//! collector: the same bundles ingested through both at once are stored once, and a
+//! stream written through one is followed live through the other (history then live,
+//! no gap, no duplicate).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Serve, log};
+use weir_proto::lv2::{self, envelope::Message as Body, ingress_client::IngressClient};
+use weir_proto::wv1::{self, FollowRequest, ingest_client::IngestClient};
+use weir_proto::wv1::{stream_result::Result as R, streams_client::StreamsClient};
+use weir_store_nats::test_support::{NatsServer, stream_records};
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef0123";
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn collector(nats: &NatsServer, dir: &std::path::Path) -> Serve {
+    let url = nats.url();
+    Serve::start(dir, &["--store", &url, "--nats-prefix", "js"])
+}
+
+fn append(path: &str, first: u64, to: u64, terminal: Option<u64>) -> wv1::StreamAppend {
+    wv1::StreamAppend {
+        path: path.into(),
+        secret: SECRET.to_vec(),
+        descriptor: Some(wv1::StreamDescriptor {
+            content_type: "text/plain".into(),
+            ..Default::default()
+        }),
+        first_index: first,
+        entries: (first..to)
+            .map(|i| log("p", "0", &format!("{path} #{i}")))
+            .collect(),
+        terminal_count: terminal,
+    }
+}
+
+fn text(e: &lv2::Envelope) -> String {
+    match &e.message {
+        Some(Body::Log(l)) => String::from_utf8_lossy(&l.payload).into_owned(),
+        other => panic!("not a log: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_bundles_through_two_collectors_are_stored_once() {
+    const STREAMS: u64 = 8;
+    const ROUNDS: u64 = 15;
+    const PER: u64 = 20;
+    let nats = NatsServer::start();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (collector(&nats, da.path()), collector(&nats, db.path()));
+    let mut ia = IngestClient::connect(a.grpc_uri()).await.unwrap();
+    let mut ib = IngestClient::connect(b.grpc_uri()).await.unwrap();
+    for round in 0..ROUNDS {
+        let bundle = wv1::Bundle {
+            streams: (0..STREAMS)
+                .map(|s| {
+                    append(
+                        &format!("twice/+/s{s}"),
+                        round * PER,
+                        (round + 1) * PER,
+                        None,
+                    )
+                })
+                .collect(),
+        };
+        let (ra, rb) = tokio::join!(ia.send(bundle.clone()), ib.send(bundle));
+        for resp in [ra.unwrap().into_inner(), rb.unwrap().into_inner()] {
+            for r in resp.results {
+                assert_eq!(
+                    r.result,
+                    Some(R::StoredNext((round + 1) * PER)),
+                    "{} round {round}",
+                    r.path
+                );
+            }
+        }
+    }
+    for s in 0..STREAMS {
+        let path = format!("twice/+/s{s}");
+        // One record per round: nothing was written twice.
+        assert_eq!(
+            stream_records(&nats.url(), "js", &path).await,
+            ROUNDS,
+            "{path}"
+        );
+        for serve in [&a, &b] {
+            let out = common::weir_cli(serve, &["cat", &path]);
+            let want: Vec<String> = (0..ROUNDS * PER).map(|i| format!("{path} #{i}")).collect();
+            assert_eq!(out.lines().collect::<Vec<_>>(), want, "{path}");
+        }
+    }
+
+    // Loggregator clients on both collectors feed one stream: the store numbers them
+    // without a gap or a clash.
+    let mut la = IngressClient::connect(a.grpc_uri()).await.unwrap();
+    let mut lb = IngressClient::connect(b.grpc_uri()).await.unwrap();
+    let batch = |who: &str, round: u32| lv2::EnvelopeBatch {
+        batch: (0..50)
+            .map(|i| log("shared", "0", &format!("{who} {round} {i}")))
+            .collect(),
+    };
+    for round in 0..4 {
+        let (x, y) = tokio::join!(la.send(batch("a", round)), lb.send(batch("b", round)));
+        x.unwrap();
+        y.unwrap();
+    }
+    let out = common::weir_cli(&b, &["cat", "loggregator/shared/+/0"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 400);
+    lines.sort_unstable();
+    lines.dedup();
+    assert_eq!(lines.len(), 400, "every envelope once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_written_through_a_is_followed_live_through_b() {
+    const HISTORY: u64 = 40;
+    const TOTAL: u64 = 120;
+    let nats = NatsServer::start();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (collector(&nats, da.path()), collector(&nats, db.path()));
+    let mut ia = IngestClient::connect(a.grpc_uri()).await.unwrap();
+    let path = "cross/+/follow";
+    let resp = ia
+        .send(wv1::Bundle {
+            streams: vec![append(path, 0, HISTORY, None)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.results[0].result, Some(R::StoredNext(HISTORY)));
+
+    let mut streams = StreamsClient::connect(b.grpc_uri()).await.unwrap();
+    let mut follow = streams
+        .follow(FollowRequest {
+            path: path.into(),
+            from: 0,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got: Vec<(u64, String)> = Vec::new();
+    // The history arrives before anything more is written.
+    while (got.len() as u64) < HISTORY {
+        let resp = tokio::time::timeout(PATIENCE, follow.message())
+            .await
+            .expect("history within the patience")
+            .unwrap()
+            .expect("the follow goes on");
+        got.extend(
+            resp.entries
+                .iter()
+                .map(|e| (e.index, text(e.envelope.as_ref().unwrap()))),
+        );
+    }
+    // The live part, through A, in small bundles; the last one terminates the stream.
+    let producer = tokio::spawn(async move {
+        let mut next = HISTORY;
+        while next < TOTAL {
+            let end = (next + 1 + next % 3).min(TOTAL);
+            let terminal = (end == TOTAL).then_some(TOTAL);
+            let resp = ia
+                .send(wv1::Bundle {
+                    streams: vec![append(path, next, end, terminal)],
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(resp.results[0].result, Some(R::StoredNext(end)));
+            next = end;
+        }
+    });
+    let done = tokio::time::timeout(PATIENCE, async {
+        while let Some(resp) = follow.message().await.expect("follow message") {
+            got.extend(
+                resp.entries
+                    .iter()
+                    .map(|e| (e.index, text(e.envelope.as_ref().unwrap()))),
+            );
+        }
+    })
+    .await;
+    producer.await.expect("producer");
+    assert!(done.is_ok(), "the follow through B ends at the termination");
+    let want: Vec<(u64, String)> = (0..TOTAL).map(|i| (i, format!("{path} #{i}"))).collect();
+    assert_eq!(got, want, "exactly 0..{TOTAL}, in order, through B");
+}
