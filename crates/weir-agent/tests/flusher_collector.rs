@@ -1,81 +1,14 @@
 //! The `weir` and `loggregator` flushers against a real collector on loopback.
 
-use std::sync::Arc;
+mod agent_support;
 
 use weir_agent::flusher::loggregator::{LoggregatorConfig, LoggregatorFlusher};
 use weir_agent::flusher::weir::{WeirConfig, WeirFlusher};
 use weir_agent::flusher::{Batch, Flusher, StreamAck, StreamBatch};
-use weir_collector::{CollectorConfig, Server};
 use weir_core::Envelope;
 use weir_proto::lv2::{Log, envelope::Message as Body};
-use weir_store::{FjallConfig, FjallStore, Store};
 
-struct Collector {
-    addr: String,
-    store: Arc<dyn Store>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Collector {
-    async fn start() -> Collector {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(
-            FjallStore::open(FjallConfig {
-                data_dir: dir.path().join("data"),
-                ..FjallConfig::default()
-            })
-            .unwrap(),
-        );
-        let config = CollectorConfig {
-            grpc_addr: "127.0.0.1:0".parse().unwrap(),
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            ..CollectorConfig::default()
-        };
-        let server = Server::bind(config, store.clone()).await.unwrap();
-        let addr = server.grpc_addr().to_string();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let _ = server
-                .run(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Collector {
-            addr,
-            store,
-            stop: Some(tx),
-            task,
-            _dir: dir,
-        }
-    }
-
-    async fn lines(&self, path: &str) -> Vec<String> {
-        let batch = self
-            .store
-            .read(path, 0, 100_000)
-            .await
-            .unwrap()
-            .expect("stream");
-        batch
-            .entries
-            .iter()
-            .map(|e| match &e.envelope.message {
-                Some(Body::Log(l)) => String::from_utf8_lossy(&l.payload).into_owned(),
-                _ => String::new(),
-            })
-            .collect()
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = self.task.await;
-    }
-}
+use agent_support::Collector;
 
 fn stream(path: &str, first: u64, n: u64) -> StreamBatch {
     StreamBatch {

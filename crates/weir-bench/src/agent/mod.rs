@@ -253,17 +253,7 @@ fn file_to_tcp(
     let start = Instant::now();
     let agent = AgentProcess::start(bin, dir.path(), &config)?;
     sink.wait_lines(lines, Duration::from_secs(args.stall_secs))?;
-    let wall = start.elapsed().as_secs_f64();
-    let snap = procstat::snapshot(agent.pid())?;
-    agent.stop()?;
-    Ok(Figures {
-        bytes,
-        lines,
-        wall,
-        agent_cpu: snap.cpu_secs,
-        agent_rss: snap.peak_rss,
-        ..Figures::default()
-    })
+    agent_figures(agent, start, bytes, lines)
 }
 
 fn file_to_blackhole(
@@ -288,17 +278,7 @@ fn file_to_blackhole(
         Duration::from_millis(5),
         Duration::from_secs(args.stall_secs),
     )?;
-    let wall = start.elapsed().as_secs_f64();
-    let snap = procstat::snapshot(agent.pid())?;
-    agent.stop()?;
-    Ok(Figures {
-        bytes,
-        lines,
-        wall,
-        agent_cpu: snap.cpu_secs,
-        agent_rss: snap.peak_rss,
-        ..Figures::default()
-    })
+    agent_figures(agent, start, bytes, lines)
 }
 
 fn file_to_collector(
@@ -339,6 +319,27 @@ fn file_to_collector(
         agent_cpu: snap.cpu_secs,
         agent_rss: snap.peak_rss,
         collector: Some((c1.cpu_secs - c0.cpu_secs, c1.peak_rss)),
+        ..Figures::default()
+    })
+}
+
+/// The figures of a run that only the agent took part in, read when it is done
+/// (`start` is when it was started); then stops it.
+fn agent_figures(
+    agent: AgentProcess,
+    start: Instant,
+    bytes: u64,
+    lines: u64,
+) -> anyhow::Result<Figures> {
+    let wall = start.elapsed().as_secs_f64();
+    let snap = procstat::snapshot(agent.pid())?;
+    agent.stop()?;
+    Ok(Figures {
+        bytes,
+        lines,
+        wall,
+        agent_cpu: snap.cpu_secs,
+        agent_rss: snap.peak_rss,
         ..Figures::default()
     })
 }

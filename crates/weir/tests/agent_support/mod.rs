@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running `weir agent`.
 pub struct AgentProc {
@@ -61,19 +61,7 @@ impl AgentProc {
 
     /// SIGTERM, then waits for the exit within `timeout`; returns whether it exited 0.
     pub fn terminate(mut self, timeout: Duration) -> bool {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::common::terminate_child(&mut self.child, timeout)
     }
 
     /// The agent's Prometheus text.

@@ -78,19 +78,7 @@ impl Serve {
 
     /// SIGTERM, then wait for a clean exit within `timeout`; returns whether it exited 0.
     pub fn terminate(mut self, timeout: Duration) -> bool {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        terminate_child(&mut self.child, timeout)
     }
 
     /// GET a path of the HTTP listener, returning status and body.
@@ -158,4 +146,23 @@ pub fn weir_cli(serve: &Serve, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// SIGTERM to `child`, then waits for its exit within `timeout`; returns whether it
+/// exited 0 (a child still running at the deadline is killed).
+pub fn terminate_child(child: &mut Child, timeout: Duration) -> bool {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return false;
+        }
+        // polling a child's exit: std offers no way to wait with a deadline
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
