@@ -72,6 +72,7 @@ async fn a_spool_that_drops_reports_how_many_and_the_failing_flusher_once() {
     let dropped = &events_of(&agent, "spool_dropped")[0];
     assert!(field_u64(dropped, "count") > 0, "{dropped}");
     assert_eq!(dropped["member"], "node-a");
+    assert_eq!(dropped["fields"]["spool"], "spool", "{dropped}");
     // The spool's own count is at least what the event reported.
     let stats = agent.spool().expect("spool").stats();
     assert!(stats.dropped_records >= field_u64(dropped, "count"));
@@ -106,6 +107,7 @@ async fn a_spool_that_blocks_reports_spool_full() {
     let full = &events_of(&agent, "spool_full")[0];
     assert!(field_u64(full, "blocked_appends") >= 1, "{full}");
     assert_eq!(field_u64(full, "max_bytes"), 65536);
+    assert_eq!(full["fields"]["spool"], "spool", "{full}");
     assert!(events_of(&agent, "spool_dropped").is_empty());
     agent.shutdown().await.expect("shutdown");
 }
@@ -163,4 +165,39 @@ async fn refused_batches_are_reported_as_dead_lettered() {
     agent.shutdown().await.unwrap();
     server.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+}
+
+/// A flusher's spill spool is watched too: a file source feeds a fast flusher and one
+/// whose collector is not there; the slow one spills into its own small `drop_oldest`
+/// spool, and its drops are reported naming that spool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spill_spool_reports_its_drops_by_name() {
+    let logs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let line = "y".repeat(92);
+    append_lines(&logs.path().join("app.log"), &line, 0..5000);
+    let toml = format!(
+        "data_dir = {}\nshutdown_timeout_ms = 200\n\
+         [batch]\nmax_entries = 16\nmax_bytes = 4096\nmax_wait_ms = 5\n\
+         [retry]\ninitial_backoff_ms = 10\nmax_backoff_ms = 50\n\
+         [spool]\nmax_bytes = 65536\nsegment_bytes = 16384\nwhen_full = \"drop_oldest\"\n\
+         [events]\nmember_id = \"node-a\"\nrate_limit = \"1h\"\n\
+         [sources.app]\ntype = \"file\"\ninclude = [{}]\nstream = \"test/+/{{file_name}}\"\npoll_interval_ms = 10\n\
+         [flushers.fast]\ntype = \"blackhole\"\n\
+         [flushers.slow]\ntype = \"weir\"\naddr = \"127.0.0.1:1\"\ntimeout_ms = 500\n",
+        lit(data.path()),
+        lit(&logs.path().join("*.log")),
+    );
+    let config = AgentConfig::parse(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let agent = Agent::start(config, Arc::new(AgentMetrics::new()))
+        .await
+        .expect("agent starts");
+    wait_for("spool_dropped of the spill spool", || {
+        !events_of(&agent, "spool_dropped").is_empty()
+    })
+    .await;
+    let dropped = &events_of(&agent, "spool_dropped")[0];
+    assert_eq!(dropped["fields"]["spool"], "spill/app/slow", "{dropped}");
+    assert!(field_u64(dropped, "count") > 0, "{dropped}");
+    agent.shutdown().await.expect("shutdown");
 }

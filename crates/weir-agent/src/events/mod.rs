@@ -499,9 +499,9 @@ impl EventsRuntime {
         });
     }
 
-    /// Reports `spool`'s losses as events until [`stop`](Self::stop).
-    pub fn watch_spool(&self, spool: Spool) {
-        let task = tokio::spawn(spool_watch::watch(spool, self.events.clone()));
+    /// Reports `spool`'s losses as events, naming it `name`, until [`stop`](Self::stop).
+    pub fn watch_spool(&self, spool: Spool, name: impl Into<String>) {
+        let task = tokio::spawn(spool_watch::watch(spool, name.into(), self.events.clone()));
         self.tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -14,8 +14,9 @@ use crate::spool::Spool;
 /// How often the spool's counters are looked at.
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);
 
-/// Runs until aborted.
-pub async fn watch(spool: Spool, events: AgentEvents) {
+/// Runs until aborted. `name` tells which spool in the events: `spool` for the agent's
+/// spool, `spill/<source>/<flusher>` for a flusher's spill spool.
+pub async fn watch(spool: Spool, name: String, events: AgentEvents) {
     let first = spool.stats();
     let (mut blocked, mut dropped) = (first.blocked_appends, first.dropped_records);
     let mut tick = tokio::time::interval(CHECK_EVERY);
@@ -26,13 +27,14 @@ pub async fn watch(spool: Spool, events: AgentEvents) {
         if s.blocked_appends > blocked {
             let waits = s.blocked_appends - blocked;
             let reported = events.add_quiet_limited(
-                "spool_full",
+                &format!("spool_full:{name}"),
                 kind::SPOOL_FULL,
                 format!(
-                    "spool full ({} of {} bytes): {waits} appends waited for flushers to acknowledge (when_full = block); sources are held back",
+                    "{name} full ({} of {} bytes): {waits} appends waited for flushers to acknowledge (when_full = block); sources are held back",
                     s.bytes, s.max_bytes
                 ),
                 fields([
+                    ("spool", name.clone()),
                     ("blocked_appends", waits.to_string()),
                     ("bytes", s.bytes.to_string()),
                     ("max_bytes", s.max_bytes.to_string()),
@@ -45,12 +47,13 @@ pub async fn watch(spool: Spool, events: AgentEvents) {
         if s.dropped_records > dropped {
             let lost = s.dropped_records - dropped;
             let reported = events.add_quiet_limited(
-                "spool_dropped",
+                &format!("spool_dropped:{name}"),
                 kind::SPOOL_DROPPED,
                 format!(
-                    "spool full: dropped the {lost} oldest records before every flusher had them (when_full = drop_oldest)"
+                    "{name} full: dropped the {lost} oldest records before every flusher had them (when_full = drop_oldest)"
                 ),
                 fields([
+                    ("spool", name.clone()),
                     ("count", lost.to_string()),
                     ("total", s.dropped_records.to_string()),
                     ("max_bytes", s.max_bytes.to_string()),

@@ -296,17 +296,22 @@ impl Agent {
                         spool: config.spool.clone(),
                         phase: self.phase.subscribe(),
                     };
-                    self.files.push(
-                        FilePipeline::start(
-                            name,
-                            c.clone(),
-                            config.batch.clone(),
-                            route,
-                            lanes,
-                            self.metrics.source(name),
-                        )
-                        .await?,
-                    );
+                    let pipeline = FilePipeline::start(
+                        name,
+                        c.clone(),
+                        config.batch.clone(),
+                        route,
+                        lanes,
+                        self.metrics.source(name),
+                    )
+                    .await?;
+                    for h in &pipeline.lanes {
+                        self.events.watch_spool(
+                            h.lane.spool().clone(),
+                            format!("spill/{name}/{}", h.lane.flusher()),
+                        );
+                    }
+                    self.files.push(pipeline);
                 }
                 SourceConfig::Socket(c) => {
                     let stream = c.stream_path(name).map_err(|reason| AgentError::Source {
@@ -410,7 +415,7 @@ impl Agent {
     ) -> Result<&mut Spooled, AgentError> {
         if self.spooled.is_none() {
             let spool = Spool::open(config.data_dir.join("spool"), config.spool.clone()).await?;
-            self.events.watch_spool(spool.clone());
+            self.events.watch_spool(spool.clone(), "spool");
             let numbering = Numbering::open(&config.data_dir).map_err(|e| AgentError::Source {
                 name: "numbering".into(),
                 reason: e.to_string(),

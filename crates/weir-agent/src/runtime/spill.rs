@@ -170,6 +170,11 @@ impl SpillLane {
         &self.spool
     }
 
+    /// The name of the flusher the lane feeds.
+    pub fn flusher(&self) -> &str {
+        &self.flusher
+    }
+
     /// No more batches will come (the source's batcher ended).
     pub fn close(&self) {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
