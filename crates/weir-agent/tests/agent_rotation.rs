@@ -25,6 +25,31 @@ fn toml(data: &std::path::Path, logs: &std::path::Path, collector: &str) -> Stri
     )
 }
 
+/// An agent following an empty `app.log` into `c`.
+struct Following {
+    logs: tempfile::TempDir,
+    _data: tempfile::TempDir,
+    path: std::path::PathBuf,
+    agent: weir_agent::runtime::Agent,
+}
+
+/// Starts an agent on an empty `app.log` and waits until it follows the file.
+async fn following(c: &Collector) -> Following {
+    let logs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let path = logs.path().join("app.log");
+    fs::write(&path, b"").unwrap();
+    let agent = agent(&toml(data.path(), logs.path(), &c.addr)).await;
+    let ck = agent.checkpoints("app").unwrap();
+    wait_for("app.log followed", || ck.checkpoint(STREAM).is_some()).await;
+    Following {
+        logs,
+        _data: data,
+        path,
+        agent,
+    }
+}
+
 fn open_append(path: &std::path::Path) -> fs::File {
     OpenOptions::new()
         .create(true)
@@ -41,13 +66,13 @@ async fn rename_rotation_while_running_loses_nothing() {
     const LINES: usize = 30_000;
     const ROTATIONS: usize = 5;
     let c = Collector::start().await;
-    let logs = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let path = logs.path().join("app.log");
-    fs::write(&path, b"").unwrap();
-    let agent = agent(&toml(data.path(), logs.path(), &c.addr)).await;
+    let Following {
+        logs: _logs,
+        _data,
+        path,
+        agent,
+    } = following(&c).await;
     let ck = agent.checkpoints("app").unwrap();
-    wait_for("app.log followed", || ck.checkpoint(STREAM).is_some()).await;
 
     let writer_path = path.clone();
     let writer = std::thread::spawn(move || {
@@ -110,13 +135,12 @@ async fn copytruncate_while_running_loses_at_most_the_window() {
     const LINES: usize = 30_000;
     const ROTATIONS: usize = 5;
     let c = Collector::start().await;
-    let logs = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let path = logs.path().join("app.log");
-    fs::write(&path, b"").unwrap();
-    let agent = agent(&toml(data.path(), logs.path(), &c.addr)).await;
-    let ck = agent.checkpoints("app").unwrap();
-    wait_for("app.log followed", || ck.checkpoint(STREAM).is_some()).await;
+    let Following {
+        logs,
+        _data,
+        path,
+        agent,
+    } = following(&c).await;
 
     let writer_path = path.clone();
     let copies_dir = logs.path().to_path_buf();

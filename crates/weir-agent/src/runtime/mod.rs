@@ -74,11 +74,11 @@ pub use dead_letter::{DeadLetterConfig, DeadLetters};
 pub use delivery::{AckSink, Delivery, Phase};
 pub use retry::RetryConfig;
 
-use crate::batcher::Batcher;
+use crate::batcher::{BatchConfig, Batcher};
 use crate::config::AgentConfig;
 use crate::events::{AgentEvents, EventsRuntime, fields, kind};
 use crate::flusher::FlusherError;
-use crate::metrics::AgentMetrics;
+use crate::metrics::{AgentMetrics, SourceCounters};
 use crate::sources::file::FileSourceError;
 use crate::sources::registry::SourceConfig;
 use crate::spool::{Spool, SpoolError};
@@ -142,6 +142,37 @@ struct Spooled {
     readers: Vec<JoinHandle<()>>,
     batchers: Vec<JoinHandle<()>>,
     inputs: Vec<JoinHandle<()>>,
+}
+
+impl Spooled {
+    /// Starts the batcher of one spooled source: it numbers `items` as `stream` and
+    /// appends the batches to the spool. `(terminate, stderr)`: terminate the stream
+    /// when the items end; mark its log entries as stderr.
+    fn start_batcher(
+        &mut self,
+        name: &str,
+        stream: &str,
+        counters: SourceCounters,
+        (terminate, stderr): (bool, bool),
+        items: mpsc::Receiver<spool_pipeline::SpoolItem>,
+        batch: &BatchConfig,
+    ) {
+        let source = spool_pipeline::SpooledSource {
+            name: name.to_string(),
+            stream: stream.into(),
+            spool: self.spool.clone(),
+            numbering: self.numbering.clone(),
+            counters,
+            terminate,
+            stderr,
+        };
+        self.batchers
+            .push(tokio::spawn(spool_pipeline::run_spooled_batcher(
+                source,
+                items,
+                Batcher::new(batch.clone()),
+            )));
+    }
 }
 
 /// A running agent.
@@ -350,21 +381,14 @@ impl Agent {
                             }
                         }
                     }));
-                    spooled
-                        .batchers
-                        .push(tokio::spawn(spool_pipeline::run_spooled_batcher(
-                            spool_pipeline::SpooledSource {
-                                name: name.clone(),
-                                stream: stream.into(),
-                                spool: spooled.spool.clone(),
-                                numbering: spooled.numbering.clone(),
-                                counters,
-                                terminate: false,
-                                stderr: false,
-                            },
-                            items,
-                            Batcher::new(config.batch.clone()),
-                        )));
+                    spooled.start_batcher(
+                        name,
+                        &stream,
+                        counters,
+                        (false, false),
+                        items,
+                        &config.batch,
+                    );
                 }
                 SourceConfig::Stdin(c) => {
                     let stream = c.stream_path(name).map_err(|reason| AgentError::Source {
@@ -388,21 +412,14 @@ impl Agent {
                             Err(e) => tracing::error!(source = %source, error = %e, "reading stdin failed"),
                         }
                     }));
-                    spooled
-                        .batchers
-                        .push(tokio::spawn(spool_pipeline::run_spooled_batcher(
-                            spool_pipeline::SpooledSource {
-                                name: name.clone(),
-                                stream: stream.into(),
-                                spool: spooled.spool.clone(),
-                                numbering: spooled.numbering.clone(),
-                                counters,
-                                terminate: c.terminate,
-                                stderr: c.stderr,
-                            },
-                            rx,
-                            Batcher::new(config.batch.clone()),
-                        )));
+                    spooled.start_batcher(
+                        name,
+                        &stream,
+                        counters,
+                        (c.terminate, c.stderr),
+                        rx,
+                        &config.batch,
+                    );
                 }
             }
         }
