@@ -26,8 +26,11 @@
 //!    `<name>.cursor.tmp`, synced, renamed over `<name>.cursor`, directory synced. A crash
 //!    leaves the old value or the new one.
 //! 5. **Damage is never fatal.** Opening a damaged spool cuts, skips and counts; it never
-//!    panics and never needs the directory deleted by hand. The only refusals are the OS
-//!    refusing (permissions, EIO on open) and a segment of another format version.
+//!    panics and never needs the directory deleted by hand. The only refusal is the OS
+//!    refusing (permissions, EIO on open). A segment of another format version (or
+//!    whose header and first frame are both damaged) is renamed to
+//!    `<name>.seg.version-<N>`, logged and counted as skipped, and kept for the version
+//!    that wrote it; it no longer counts toward `max_bytes`.
 //! 6. **Bounded.** Disk: `max_bytes`. Memory: a reader holds at most one batch (1 MiB or
 //!    1024 records, or one larger record); recovery reads through a 256 KiB window.
 //!

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use proptest::prelude::*;
-use weir_agent::spool::{FsyncPolicy, RecordId, Spool, SpoolConfig, SpoolError, WhenFull};
+use weir_agent::spool::{FsyncPolicy, RecordId, Spool, SpoolConfig, WhenFull};
 
 /// 116-byte frames (100-byte payloads), three per segment.
 fn config() -> SpoolConfig {
@@ -174,9 +174,9 @@ async fn damaged_cursor_redelivers_from_the_oldest_record() {
 }
 
 #[tokio::test]
-async fn a_segment_of_another_format_version_is_refused_a_flipped_version_byte_is_not() {
+async fn a_segment_of_another_format_version_is_set_aside_a_flipped_version_byte_is_not() {
     let dir = tempfile::tempdir().unwrap();
-    write_records(dir.path(), 1).await;
+    write_records(dir.path(), 4).await;
     let f = OpenOptions::new()
         .write(true)
         .open(seg(dir.path(), 0))
@@ -185,16 +185,27 @@ async fn a_segment_of_another_format_version_is_refused_a_flipped_version_byte_i
     // flipped byte, read as damage, never a spool that must be deleted by hand.
     f.write_all_at(b"WEIRSPL\x07", 0).unwrap();
     let spool = Spool::open(dir.path(), config()).await.unwrap();
-    assert_eq!(delivered(&spool).await, [0]);
+    assert_eq!(delivered(&spool).await, [0, 1, 2, 3]);
     drop(spool);
-    // Frames of another layout as well: written by another version, refused rather
-    // than misread.
+    // Frames of another layout as well: written by another version (or damaged beyond
+    // telling). Set aside under another name, kept, never misread; the spool opens with
+    // the rest and ids go on past the set-aside range.
     f.write_all_at(b"WEIRSPL\x07", 0).unwrap();
     f.write_all_at(&[0xA5; 16], 8).unwrap();
-    assert!(matches!(
-        Spool::open(dir.path(), config()).await,
-        Err(SpoolError::UnsupportedVersion { found: 7, .. })
-    ));
+    drop(f);
+    let spool = Spool::open(dir.path(), config()).await.unwrap();
+    assert!(!seg(dir.path(), 0).exists());
+    let aside = dir.path().join(format!("{:020}.seg.version-7", 0));
+    assert!(aside.exists(), "the segment is kept under another name");
+    assert_eq!(spool.stats().skipped_bytes, HEADER + 3 * FRAME);
+    assert_eq!(delivered(&spool).await, [3]);
+    let fresh = spool.append(payload(4)).await.unwrap();
+    assert_eq!(fresh.0, 4);
+    drop(spool);
+    // And it stays set aside: a second open agrees.
+    let spool = Spool::open(dir.path(), config()).await.unwrap();
+    assert_eq!(delivered(&spool).await, [3, 4]);
+    assert!(aside.exists());
 }
 
 #[derive(Debug, Clone)]

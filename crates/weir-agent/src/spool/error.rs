@@ -35,19 +35,6 @@ pub enum SpoolError {
         /// Largest payload this spool accepts.
         limit: u64,
     },
-    /// A segment was written by another version of the format; refusing beats
-    /// misreading it. Move the directory aside or run the version that wrote it.
-    #[error(
-        "segment {path} is in spool format version {found}; this build reads version {supported}"
-    )]
-    UnsupportedVersion {
-        /// The segment file.
-        path: PathBuf,
-        /// Version in its header.
-        found: u8,
-        /// Version this build writes and reads.
-        supported: u8,
-    },
     /// Reader names become file names, so they are restricted.
     #[error("invalid reader name {0:?}: use 1 to 100 of A-Z a-z 0-9 _ - . (not starting with '.')")]
     InvalidReaderName(String),

@@ -1,7 +1,7 @@
 //! Opening a spool directory: take the lock, read the cursors, scan every segment, cut
-//! torn tails, count damage, and decide where appending goes on. Never panics on what
-//! it reads; the only errors are the OS refusing (and a segment of another format
-//! version).
+//! torn tails, count damage, set aside segments of another format version, and decide
+//! where appending goes on. Never panics on what it reads; the only errors are the OS
+//! refusing.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -68,10 +68,16 @@ pub(crate) fn recover(
 
     let mut sealed = VecDeque::new();
     let mut last_reusable = false;
+    let mut next_id_floor = 0;
     for (i, &first_id) in segment_ids.iter().enumerate() {
         let next_first = segment_ids.get(i + 1).copied();
         let scanned = scan_segment(&*fs, dir, first_id, next_first, &mut counters)?;
         last_reusable = scanned.reusable;
+        if scanned.set_aside {
+            // its id range is not reused: the next segment name is past it
+            next_id_floor = next_id_floor.max(first_id + 1);
+            continue;
+        }
         sealed.push_back(scanned.segment);
     }
 
@@ -82,6 +88,7 @@ pub(crate) fn recover(
         .iter()
         .map(|s| s.end_id.max(s.first_id))
         .chain(cursors.values().map(|c| c.acked_next))
+        .chain([next_id_floor])
         .max()
         .unwrap_or(0);
 
@@ -125,6 +132,31 @@ struct Scanned {
     segment: Segment,
     /// Appending can go on at its readable end (header good, no I/O trouble).
     reusable: bool,
+    /// Renamed out of the spool (another format version): not part of it any more.
+    set_aside: bool,
+}
+
+/// `<segment>.version-<found>`: kept for the version of weir that wrote it (rename it
+/// back and run that version), ignored by this one.
+fn set_aside(fs: &dyn SpoolFs, path: &Path, found: u8) {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".version-{found}"));
+    let aside = std::path::PathBuf::from(aside);
+    match fs.rename(path, &aside) {
+        Ok(()) => tracing::error!(
+            path = %path.display(),
+            set_aside_as = %aside.display(),
+            found,
+            supported = FORMAT_VERSION,
+            "spool: segment of another format version (or damaged header and first frame); set aside, its records are not sent"
+        ),
+        Err(e) => tracing::error!(
+            path = %path.display(),
+            error = %e,
+            found,
+            "spool: segment of another format version and it cannot be renamed; skipped"
+        ),
+    }
 }
 
 /// Whether the segment holds no frame at all or its first frame checks out under this
@@ -190,6 +222,7 @@ fn scan_segment(
             return Ok(Scanned {
                 segment,
                 reusable: false,
+                set_aside: false,
             });
         }
         match check_segment_header(&head) {
@@ -201,10 +234,15 @@ fn scan_segment(
                 header_bad = true;
             }
             SegmentHeader::OtherVersion(found) => {
-                return Err(SpoolError::UnsupportedVersion {
-                    path,
-                    found,
-                    supported: FORMAT_VERSION,
+                // Written by another version of weir, or damaged beyond telling: set
+                // aside under a name no spool reads, never deleted, never misread, and
+                // never a spool that refuses to open.
+                counters.skipped_bytes += size;
+                set_aside(fs, &path, found);
+                return Ok(Scanned {
+                    segment,
+                    reusable: false,
+                    set_aside: true,
                 });
             }
             SegmentHeader::Damaged => {
@@ -262,7 +300,11 @@ fn scan_segment(
             }
         }
     }
-    Ok(Scanned { segment, reusable })
+    Ok(Scanned {
+        segment,
+        reusable,
+        set_aside: false,
+    })
 }
 
 enum Tail {
