@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use weir_core::Envelope;
 
-use crate::flusher::{Batch, StreamBatch};
+use crate::flusher::{Batch, Entries, LogLine, StreamBatch};
 
 /// Bytes counted per entry on top of its payload (envelope fields and framing), so that
 /// floods of empty lines still reach the byte bound.
@@ -101,6 +101,10 @@ pub struct Batcher {
     bytes: usize,
     /// When the first entry of the current batch arrived.
     since: Option<Instant>,
+    /// Entries of the first run of the last batch: the first run of the next one is
+    /// allocated that large at once, so a busy stream's run does not grow by doubling
+    /// (an entry is about 200 bytes; the copies cost as much as the lines themselves).
+    first_run_hint: usize,
 }
 
 impl Batcher {
@@ -114,6 +118,7 @@ impl Batcher {
             entries: 0,
             bytes: 0,
             since: None,
+            first_run_hint: 0,
         }
     }
 
@@ -124,6 +129,31 @@ impl Batcher {
     /// run of its own, so a batch never claims indices it does not hold.
     pub fn push(&mut self, stream: &Arc<str>, index: u64, entry: Envelope) -> Option<Batch> {
         let size = payload_len(&entry) + ENTRY_OVERHEAD;
+        let slot = self.slot(stream, index);
+        self.streams[slot].entries.push_envelope(entry);
+        self.added(size)
+    }
+
+    /// Adds log line `index` of `stream`, read by source `source_id`, as [`push`] adds an
+    /// envelope; the run keeps it as a line (no envelope made for it).
+    ///
+    /// [`push`]: Batcher::push
+    pub fn push_line(
+        &mut self,
+        stream: &Arc<str>,
+        index: u64,
+        source_id: &Arc<str>,
+        line: LogLine,
+    ) -> Option<Batch> {
+        let size = line.payload.len() + ENTRY_OVERHEAD;
+        let slot = self.slot(stream, index);
+        self.streams[slot].entries.push_line(source_id, line);
+        self.added(size)
+    }
+
+    /// The position of the run that entry `index` of `stream` goes to (a new run when it
+    /// follows none).
+    fn slot(&mut self, stream: &Arc<str>, index: u64) -> usize {
         let follows_last = self.last.filter(|&i| {
             let run = &self.streams[i];
             Arc::ptr_eq(&run.stream, stream) && run.end_index() == index
@@ -131,10 +161,15 @@ impl Batcher {
         let slot = match follows_last.or_else(|| self.open.get(stream).copied()) {
             Some(i) if self.streams[i].end_index() == index => i,
             _ => {
+                let capacity = if self.streams.is_empty() {
+                    self.first_run_hint.min(self.config.max_entries)
+                } else {
+                    0
+                };
                 self.streams.push(StreamBatch {
                     stream: stream.clone(),
                     first_index: index,
-                    entries: Vec::new(),
+                    entries: Entries::Envelopes(Vec::with_capacity(capacity)),
                     terminal_count: None,
                 });
                 let i = self.streams.len() - 1;
@@ -143,7 +178,11 @@ impl Batcher {
             }
         };
         self.last = Some(slot);
-        self.streams[slot].entries.push(entry);
+        slot
+    }
+
+    /// Counts an entry of `size` bytes just added; the batch when it is now full.
+    fn added(&mut self, size: usize) -> Option<Batch> {
         self.entries += 1;
         self.bytes += size;
         if self.since.is_none() {
@@ -169,7 +208,7 @@ impl Batcher {
                 self.streams.push(StreamBatch {
                     stream: stream.clone(),
                     first_index: count,
-                    entries: Vec::new(),
+                    entries: Entries::default(),
                     terminal_count: Some(count),
                 });
                 self.open.insert(stream.clone(), self.streams.len() - 1);
@@ -206,6 +245,7 @@ impl Batcher {
         self.entries = 0;
         self.bytes = 0;
         self.since = None;
+        self.first_run_hint = self.streams[0].entries.len();
         Some(Batch {
             streams: std::mem::take(&mut self.streams),
         })

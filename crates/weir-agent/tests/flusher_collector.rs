@@ -160,7 +160,7 @@ async fn loggregator_flusher_sends_with_unary_send() {
     });
     f.init().await.unwrap();
     let mut s = stream("ignored/+/x", 0, 4);
-    for e in &mut s.entries {
+    for e in s.entries.envelopes_mut() {
         e.source_id = "agent-app".into();
     }
     let b = Batch { streams: vec![s] };

@@ -178,7 +178,7 @@ impl Shipper {
             streams: vec![StreamBatch {
                 stream: self.stream.clone(),
                 first_index: state.next_index,
-                entries: Vec::new(),
+                entries: Default::default(),
                 terminal_count: None,
             }],
         };

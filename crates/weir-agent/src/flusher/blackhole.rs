@@ -15,7 +15,9 @@ pub struct BlackholeConfig {}
 /// Counts what it is handed.
 #[derive(Debug, Default)]
 pub struct BlackholeCounters {
+    /// Entries swallowed.
     pub entries: AtomicU64,
+    /// Their payload bytes (a log line's bytes, the encoded size of other entries).
     pub bytes: AtomicU64,
 }
 
@@ -46,8 +48,7 @@ impl Flusher for BlackholeFlusher {
         let bytes: usize = batch
             .streams
             .iter()
-            .flat_map(|s| &s.entries)
-            .map(prost::Message::encoded_len)
+            .map(|s| s.entries.payload_bytes())
             .sum();
         self.counters
             .entries

@@ -74,7 +74,7 @@ impl Flusher for LoggregatorFlusher {
             batch: batch
                 .streams
                 .iter()
-                .flat_map(|s| s.entries.iter().cloned())
+                .flat_map(|s| s.entries.iter().map(std::borrow::Cow::into_owned))
                 .collect(),
         };
         match client.send(envelopes).await {

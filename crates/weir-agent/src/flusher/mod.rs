@@ -21,6 +21,7 @@
 //! `stream`, `index`, `timestamp`, `tags` (one object per line).
 
 pub mod blackhole;
+pub mod entries;
 pub mod file;
 pub mod http;
 pub mod json_line;
@@ -31,8 +32,10 @@ pub mod stdout;
 pub mod tcp;
 pub mod weir;
 
+use std::ops::Range;
 use std::sync::Arc;
 
+pub use entries::{Entries, LogLine, LogLines};
 use weir_core::Envelope;
 use weir_proto::lv2::envelope::Message as Body;
 
@@ -44,7 +47,7 @@ pub struct StreamBatch {
     /// Index of `entries[0]`.
     pub first_index: u64,
     /// Entries `first_index..first_index + entries.len()`.
-    pub entries: Vec<Envelope>,
+    pub entries: Entries,
     /// Set when the stream ends with this many entries.
     pub terminal_count: Option<u64>,
 }
@@ -187,35 +190,44 @@ pub fn encode_line(
 pub fn encode_batch(out: &mut Vec<u8>, encoding: LineEncoding, batch: &Batch) {
     let mut json = json_line::Encoder::default();
     for s in &batch.streams {
-        encode_run(
-            out,
-            encoding,
-            &mut json,
-            &s.stream,
-            s.first_index,
-            &s.entries,
-        );
+        encode_run(out, encoding, &mut json, s, 0..s.entries.len());
     }
 }
 
-/// Encodes `entries`, entries `first_index..` of `stream`, as lines; `json` carries what
+/// Encodes the entries at positions `range` of run `s` as lines; `json` carries what
 /// consecutive entries share (reuse it for the runs of one batch).
 pub fn encode_run(
     out: &mut Vec<u8>,
     encoding: LineEncoding,
     json: &mut json_line::Encoder,
-    stream: &str,
-    first_index: u64,
-    entries: &[Envelope],
+    s: &StreamBatch,
+    range: Range<usize>,
 ) {
-    json.start_run(stream);
-    for (i, env) in entries.iter().enumerate() {
-        let index = first_index + i as u64;
-        match (&env.message, encoding) {
-            (Some(Body::Log(log)), LineEncoding::Raw) => out.extend_from_slice(&log.payload),
-            _ => json.entry(out, stream, index, env),
+    json.start_run(&s.stream);
+    let first_index = s.first_index + range.start as u64;
+    match &s.entries {
+        Entries::Envelopes(envelopes) => {
+            let part = envelopes.get(range).unwrap_or(&[]);
+            for (index, env) in (first_index..).zip(part) {
+                match (&env.message, encoding) {
+                    (Some(Body::Log(log)), LineEncoding::Raw) => {
+                        out.extend_from_slice(&log.payload)
+                    }
+                    _ => json.entry(out, &s.stream, index, env),
+                }
+                out.push(b'\n');
+            }
         }
-        out.push(b'\n');
+        Entries::Lines(lines) => {
+            let part = lines.lines.get(range).unwrap_or(&[]);
+            for (index, line) in (first_index..).zip(part) {
+                match encoding {
+                    LineEncoding::Raw => out.extend_from_slice(&line.payload),
+                    LineEncoding::Json => json.line(out, &s.stream, index, lines, line),
+                }
+                out.push(b'\n');
+            }
+        }
     }
 }
 
@@ -282,6 +294,53 @@ mod tests {
         assert_eq!(lines[1]["message"], "s0 line 6");
         assert!(lines[0].get("ingest_time").is_none());
         assert_eq!(ack_all(&b), vec![StreamAck::Acked { next: 7 }]);
+    }
+
+    #[test]
+    fn lines_encode_as_the_envelopes_they_stand_for() {
+        let source: Arc<str> = "app".into();
+        let mut lines = Entries::default();
+        for (i, text) in ["plain", "with \"quotes\"", "bad \u{ff}", "ctl \u{1b}[0m"]
+            .into_iter()
+            .enumerate()
+        {
+            let mut payload = text.as_bytes().to_vec();
+            if text.starts_with("bad") {
+                payload.push(0xff); // not UTF-8: base64 in the serde form
+            }
+            lines.push_line(
+                &source,
+                LogLine {
+                    payload: payload.into(),
+                    timestamp: 1_700_000_000_000_000_000 + i as i64,
+                },
+            );
+        }
+        assert!(matches!(lines, Entries::Lines(_)));
+        let as_lines = StreamBatch {
+            stream: "a/+/b".into(),
+            first_index: 3,
+            entries: lines.clone(),
+            terminal_count: None,
+        };
+        let as_envelopes = StreamBatch {
+            entries: Entries::Envelopes(lines.to_envelopes()),
+            ..as_lines.clone()
+        };
+        for encoding in [LineEncoding::Json, LineEncoding::Raw] {
+            for range in [0..4, 1..3, 2..4] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let mut json = json_line::Encoder::default();
+                encode_run(&mut a, encoding, &mut json, &as_lines, range.clone());
+                let mut json = json_line::Encoder::default();
+                encode_run(&mut b, encoding, &mut json, &as_envelopes, range.clone());
+                assert_eq!(
+                    String::from_utf8_lossy(&a),
+                    String::from_utf8_lossy(&b),
+                    "{encoding:?} {range:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -126,11 +126,11 @@ impl Flusher for TcpFlusher {
                 let write = async {
                     let mut json = json_line::Encoder::default();
                     for s in &batch.streams {
-                        let mut first = s.first_index;
-                        for part in s.entries.chunks(WRITE_ENTRIES) {
+                        let n = s.entries.len();
+                        for start in (0..n).step_by(WRITE_ENTRIES) {
                             buf.clear();
-                            encode_run(&mut buf, encoding, &mut json, &s.stream, first, part);
-                            first += part.len() as u64;
+                            let end = (start + WRITE_ENTRIES).min(n);
+                            encode_run(&mut buf, encoding, &mut json, s, start..end);
                             conn.write_all(&buf).await?;
                         }
                     }

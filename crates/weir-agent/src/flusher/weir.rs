@@ -221,7 +221,7 @@ impl WeirFlusher {
                 created_ns: 0,
             }),
             first_index: s.first_index - secret.base,
-            entries: s.entries.clone(),
+            entries: s.entries.to_envelopes(),
             terminal_count: s.terminal_count.map(|c| c.saturating_sub(secret.base)),
         })
     }

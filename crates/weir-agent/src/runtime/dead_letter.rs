@@ -121,7 +121,7 @@ impl DeadLetters {
                 .iter()
                 .map(|e| {
                     base64::engine::general_purpose::STANDARD
-                        .encode(prost::Message::encode_to_vec(e))
+                        .encode(prost::Message::encode_to_vec(&*e))
                 })
                 .collect(),
         };
@@ -182,7 +182,7 @@ mod tests {
         let s = StreamBatch {
             stream: "a/+/b".into(),
             first_index: 3,
-            entries: vec![crate::batcher::log_envelope("x", "hello".into(), false)],
+            entries: vec![crate::batcher::log_envelope("x", "hello".into(), false)].into(),
             terminal_count: None,
         };
         assert!(dl.write("central", &s, "invalid: too big"));

@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 use super::delivery::{AckSink, Delivery, Phase};
 use super::file_acks::FileAcks;
 use super::spill::{LaneHandle, SpillLane};
-use crate::batcher::{BatchConfig, Batcher, log_envelope_at};
-use crate::flusher::Batch;
+use crate::batcher::{BatchConfig, Batcher};
+use crate::flusher::{Batch, LogLine};
 use crate::metrics::SourceCounters;
 use crate::sources::file::{
     CheckpointHandle, FileSource, FileSourceConfig, FileSourceHandle, LineChunk,
@@ -122,7 +122,7 @@ impl FilePipeline {
             }
         };
         let batcher = tokio::spawn(run_batcher(
-            name.to_string(),
+            name.into(),
             rx,
             Batcher::new(batch),
             Fanout {
@@ -222,7 +222,7 @@ pub(crate) async fn append_durably(spool: &Spool, source: &str, batch: &Batch) -
 }
 
 async fn run_batcher(
-    name: String,
+    source_id: Arc<str>,
     mut rx: mpsc::Receiver<LineChunk>,
     mut batcher: Batcher,
     out: Fanout,
@@ -247,8 +247,11 @@ async fn run_batcher(
         // The lines of a chunk were read together: one timestamp for all of them.
         let now = weir_core::now_ns();
         for (index, line) in (chunk.first_index..).zip(chunk.lines) {
-            let entry = log_envelope_at(&name, line.bytes, false, now);
-            if let Some(b) = batcher.push(&chunk.stream, index, entry) {
+            let line = LogLine {
+                payload: line.bytes,
+                timestamp: now,
+            };
+            if let Some(b) = batcher.push_line(&chunk.stream, index, &source_id, line) {
                 emit(&out, &counters, b).await;
             }
         }

@@ -33,7 +33,7 @@ use super::dead_letter::DeadLetters;
 use super::delivery::{Delivery, Phase, reached};
 use super::retry::RetryConfig;
 use crate::events::AgentEvents;
-use crate::flusher::{Batch, Flusher, StreamAck, StreamBatch};
+use crate::flusher::{Batch, Entries, Flusher, StreamAck, StreamBatch};
 use crate::metrics::FlusherCounters;
 
 /// How often a flusher that is not ready is asked again.
@@ -229,7 +229,7 @@ fn from(s: &StreamBatch, at: u64) -> Option<StreamBatch> {
         return s.terminal_count.map(|count| StreamBatch {
             stream: s.stream.clone(),
             first_index: at,
-            entries: Vec::new(),
+            entries: Entries::default(),
             terminal_count: Some(count),
         });
     }
@@ -237,7 +237,7 @@ fn from(s: &StreamBatch, at: u64) -> Option<StreamBatch> {
     Some(StreamBatch {
         stream: s.stream.clone(),
         first_index: at,
-        entries: s.entries[skip..].to_vec(),
+        entries: s.entries.tail(skip),
         terminal_count: s.terminal_count,
     })
 }
@@ -250,7 +250,7 @@ mod tests {
         StreamBatch {
             stream: "a/+/b".into(),
             first_index: first,
-            entries: vec![Default::default(); n],
+            entries: vec![Default::default(); n].into(),
             terminal_count: term,
         }
     }

@@ -48,7 +48,7 @@ use tokio::task::JoinHandle;
 
 use super::delivery::{AckSink, Delivery, Phase};
 use super::spool_pipeline::decode;
-use crate::flusher::{Batch, StreamBatch};
+use crate::flusher::{Batch, Entries, StreamBatch};
 use crate::spool::{RecordId, Spool, SpoolAcker, SpoolConfig, SpoolError};
 
 /// How long a full flusher channel may hold the fan-out before the lane spills.
@@ -344,12 +344,12 @@ fn from(mut s: StreamBatch, at: u64) -> Option<StreamBatch> {
         return s.terminal_count.map(|count| StreamBatch {
             stream: s.stream,
             first_index: at,
-            entries: Vec::new(),
+            entries: Entries::default(),
             terminal_count: Some(count),
         });
     }
     let skip = (at - s.first_index) as usize;
-    s.entries.drain(..skip);
+    s.entries.drop_front(skip);
     s.first_index = at;
     Some(s)
 }
@@ -445,7 +445,7 @@ mod tests {
         let s = StreamBatch {
             stream: "a/+/b".into(),
             first_index: 10,
-            entries: vec![Default::default(); 5],
+            entries: vec![Default::default(); 5].into(),
             terminal_count: None,
         };
         let t = from(s.clone(), 12).unwrap();

@@ -33,7 +33,7 @@ pub fn encode(source: &str, batch: &Batch) -> Vec<u8> {
             .map(|s| wv1::StreamAppend {
                 path: s.stream.to_string(),
                 first_index: s.first_index,
-                entries: s.entries.clone(),
+                entries: s.entries.to_envelopes(),
                 terminal_count: s.terminal_count,
                 ..Default::default()
             })
@@ -61,7 +61,7 @@ pub fn decode(bytes: &[u8]) -> Option<(String, Batch)> {
         .map(|a| StreamBatch {
             stream: a.path.into(),
             first_index: a.first_index,
-            entries: a.entries,
+            entries: a.entries.into(),
             terminal_count: a.terminal_count,
         })
         .collect();
@@ -323,7 +323,7 @@ mod tests {
             streams: vec![StreamBatch {
                 stream: "a/+/b".into(),
                 first_index: 0,
-                entries: vec![log_envelope("in", "x".into(), false); 5],
+                entries: vec![log_envelope("in", "x".into(), false); 5].into(),
                 terminal_count: None,
             }],
         };
@@ -350,7 +350,7 @@ mod tests {
             streams: vec![StreamBatch {
                 stream: "a/+/b".into(),
                 first_index: 7,
-                entries: vec![log_envelope("in", "hi".into(), false)],
+                entries: vec![log_envelope("in", "hi".into(), false)].into(),
                 terminal_count: Some(8),
             }],
         };
