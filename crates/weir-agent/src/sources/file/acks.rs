@@ -15,7 +15,8 @@
 //! DESIGN.md Guarantee 3).
 //!
 //! Writing to disk is debounced: an acknowledgement marks the book dirty and wakes the
-//! persister thread, which writes at most once per `debounce` (100 ms). Two moments are
+//! persister thread, which writes at most once per `debounce` (`checkpoint_interval_ms`,
+//! default 1 s). Two moments are
 //! written at once instead, before any line they concern is handed out: a stream's first
 //! position (so `read_from = "end"` is not re-applied after a crash) and every file a
 //! stream starts or queues (so a restart finds rotated files by identity). And once more

@@ -58,6 +58,7 @@ pub enum ReadFrom {
 /// fingerprint_bytes = 256
 /// max_unacknowledged_lines = 262144
 /// max_streams = 4096
+/// checkpoint_interval_ms = 1000
 /// spool = false
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +109,14 @@ pub struct FileSourceConfig {
     /// counted and logged. Each followed file holds one open file descriptor. Default 4096.
     #[serde(default = "default_max_streams")]
     pub max_streams: usize,
+    /// How often, at most, acknowledged positions are written to the checkpoint file
+    /// (and synced), in milliseconds. Default 1000. A crash loses at most this much of
+    /// checkpoint progress: those lines are read and sent again with the same indices,
+    /// so the collector stores them once (the `tcp`, `http` and `file` flushers, being
+    /// at-least-once, may write them twice). A stream's first position and every file
+    /// it starts are written at once regardless.
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
     /// Also copy this source's lines to the agent's spool (DESIGN.md, Agent). Read by
     /// the agent, not by the source itself. Default false.
     #[serde(default)]
@@ -122,6 +131,9 @@ fn default_stream() -> String {
 }
 fn default_poll_interval_ms() -> u64 {
     250
+}
+fn default_checkpoint_interval_ms() -> u64 {
+    1000
 }
 fn default_fingerprint_bytes() -> usize {
     256
@@ -146,6 +158,7 @@ impl FileSourceConfig {
             fingerprint_bytes: default_fingerprint_bytes(),
             max_unacknowledged_lines: default_max_unacknowledged_lines(),
             max_streams: default_max_streams(),
+            checkpoint_interval_ms: default_checkpoint_interval_ms(),
             spool: false,
         }
     }
@@ -164,6 +177,12 @@ impl FileSourceConfig {
     pub(crate) fn compile(&self, source_name: &str) -> Result<Compiled, ConfigError> {
         range("max_line_bytes", self.max_line_bytes as u64, 1, 64 << 20)?;
         range("poll_interval_ms", self.poll_interval_ms, 1, 60_000)?;
+        range(
+            "checkpoint_interval_ms",
+            self.checkpoint_interval_ms,
+            1,
+            60_000,
+        )?;
         range(
             "fingerprint_bytes",
             self.fingerprint_bytes as u64,

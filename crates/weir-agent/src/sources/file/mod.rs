@@ -84,9 +84,6 @@ use registry::Registry;
 use runner::{LineTx, Runner};
 use stream::Ctx;
 
-/// How often, at most, acknowledgements are written to disk.
-pub const CHECKPOINT_DEBOUNCE: Duration = Duration::from_millis(100);
-
 /// One line of a file (or one piece of a line longer than `max_line_bytes`): the
 /// stream's entry `index`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +180,7 @@ impl FileSource {
             loaded,
             config.max_unacknowledged_lines,
             stats.clone(),
-            CHECKPOINT_DEBOUNCE,
+            Duration::from_millis(config.checkpoint_interval_ms),
         ));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
