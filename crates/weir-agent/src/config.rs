@@ -25,6 +25,10 @@
 //! when_full = "block"                 # or "drop_oldest"
 //! fsync = "interval"                  # or "always", "never"
 //!
+//! [spill]                             # lanes of lagging flushers (see runtime/spill.rs)
+//! after_ms = 200
+//! max_bytes = 268435456               # per lane; the other settings are [spool]'s
+//!
 //! [sources.app]
 //! type = "file"
 //! include = ["/var/log/app/*.log"]
@@ -46,7 +50,7 @@ use serde::Deserialize;
 use crate::batcher::BatchConfig;
 use crate::events::EventsConfig;
 use crate::flusher::registry::FlusherConfig;
-use crate::runtime::{DeadLetterConfig, RetryConfig};
+use crate::runtime::{DeadLetterConfig, RetryConfig, SpillConfig};
 use crate::sources::registry::SourceConfig;
 use crate::spool::SpoolConfig;
 
@@ -77,6 +81,8 @@ pub struct AgentConfig {
     pub batch: BatchConfig,
     pub retry: RetryConfig,
     pub spool: SpoolConfig,
+    /// `[spill]`: the lanes of flushers that lag behind the others of a file source.
+    pub spill: SpillConfig,
     pub dead_letters: DeadLetterConfig,
     /// `[events]`: the agent's own events (see [`crate::events`]).
     pub events: EventsConfig,
@@ -107,6 +113,8 @@ struct Raw {
     retry: RetryConfig,
     #[serde(default)]
     spool: SpoolConfig,
+    #[serde(default)]
+    spill: SpillConfig,
     #[serde(default)]
     dead_letters: DeadLetterConfig,
     #[serde(default)]
@@ -154,6 +162,9 @@ impl AgentConfig {
         raw.spool
             .validate()
             .map_err(|e| key_err("spool", e.to_string()))?;
+        raw.spill
+            .validate(&raw.spool)
+            .map_err(|r| key_err("spill", r))?;
         raw.events.validate().map_err(|r| key_err("events", r))?;
         if !(1..=3_600_000).contains(&raw.shutdown_timeout_ms) {
             return Err(key_err("shutdown_timeout_ms", "outside 1..=3600000"));
@@ -234,6 +245,7 @@ impl AgentConfig {
             batch: raw.batch,
             retry: raw.retry,
             spool: raw.spool,
+            spill: raw.spill,
             dead_letters: raw.dead_letters,
             events: raw.events,
             sources,
@@ -254,6 +266,7 @@ impl AgentConfig {
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
             spool: SpoolConfig::default(),
+            spill: SpillConfig::default(),
             dead_letters: DeadLetterConfig::default(),
             events: EventsConfig::default(),
             sources: BTreeMap::new(),

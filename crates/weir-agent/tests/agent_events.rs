@@ -181,6 +181,7 @@ async fn a_spill_spool_reports_its_drops_by_name() {
          [batch]\nmax_entries = 16\nmax_bytes = 4096\nmax_wait_ms = 5\n\
          [retry]\ninitial_backoff_ms = 10\nmax_backoff_ms = 50\n\
          [spool]\nmax_bytes = 65536\nsegment_bytes = 16384\nwhen_full = \"drop_oldest\"\n\
+         [spill]\nmax_bytes = 65536\n\
          [events]\nmember_id = \"node-a\"\nrate_limit = \"1h\"\n\
          [sources.app]\ntype = \"file\"\ninclude = [{}]\nstream = \"test/+/{{file_name}}\"\npoll_interval_ms = 10\n\
          [flushers.fast]\ntype = \"blackhole\"\n\

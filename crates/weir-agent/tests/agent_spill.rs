@@ -199,3 +199,107 @@ async fn spooled_file_lines_survive_deletion_while_the_collector_is_down() {
     assert_eq!(c.lines("test/+/app.log").await, expected(LINES));
     c.stop().await;
 }
+
+/// Lanes that outlive their configuration. A slow flusher spills everything, then is
+/// removed from the configuration: its lane spool, still holding records, is kept (and
+/// reported), while the lane of the flusher left alone is removed once empty. When the
+/// slow flusher is configured again, alone on the source, its lane is drained through
+/// a lane anyway: its receiver gets every line exactly once, in order. `[spill]`
+/// settings apply (`after_ms`, `max_bytes`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lanes_left_over_are_kept_while_they_hold_records_and_drained_when_their_flusher_returns() {
+    const LINES: usize = 3_000;
+    let logs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    append_lines(&logs.path().join("app.log"), "line", 0..LINES);
+    let source = file_source(&logs.path().join("*.log"), "");
+    let head = format!(
+        "data_dir = {}\nshutdown_timeout_ms = 300\n[batch]\nmax_entries = 100\n\
+         [spill]\nafter_ms = 50\nmax_bytes = 33554432\n{source}",
+        lit(data.path()),
+    );
+    let lane = |flusher: &str| data.path().join("spill").join("app").join(flusher);
+
+    // 1. Both flushers; the slow one is held and spills every line to its lane.
+    let held = StalledHttp::start().await;
+    let (tcp, fast, tcp_task) = tcp_receiver().await;
+    let fast_flusher =
+        format!("[flushers.fast]\ntype = \"tcp\"\naddr = \"{tcp}\"\nencoding = \"raw\"\n");
+    let slow_flusher = |addr: std::net::SocketAddr| {
+        format!(
+            "[flushers.slow]\ntype = \"http\"\nurl = \"http://{addr}/in\"\nencoding = \"raw\"\ntimeout_ms = 120000\n"
+        )
+    };
+    let agent =
+        agent_support::agent(&format!("{head}{fast_flusher}{}", slow_flusher(held.addr))).await;
+    let ck = agent.checkpoints("app").unwrap();
+    wait_for(
+        "checkpoint at the end (the slow lane holds the lines)",
+        || {
+            ck.checkpoint("test/+/app.log")
+                .is_some_and(|c| c.next_index == LINES as u64)
+        },
+    )
+    .await;
+    wait_for("the fast flusher got every line", || {
+        fast.lock().unwrap().len() >= LINES
+    })
+    .await;
+    agent.shutdown().await.unwrap();
+    held.task.abort(); // its held request is never answered
+    tcp_task.abort();
+    assert!(lane("slow").is_dir() && lane("fast").is_dir());
+
+    // 2. The slow flusher is removed: its lane still holds records and stays; the fast
+    //    flusher, now alone, had an empty lane: removed.
+    let (tcp, _fast, tcp_task) = tcp_receiver().await;
+    let fast_flusher =
+        format!("[flushers.fast]\ntype = \"tcp\"\naddr = \"{tcp}\"\nencoding = \"raw\"\n");
+    let agent = agent_support::agent(&format!("{head}{fast_flusher}")).await;
+    agent.shutdown().await.unwrap();
+    tcp_task.abort();
+    assert!(
+        !lane("fast").exists(),
+        "an empty lane of a lone flusher is removed"
+    );
+    let segments = std::fs::read_dir(lane("slow"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        })
+        .count();
+    assert!(segments > 0, "the removed flusher's lane keeps its records");
+
+    // 3. The slow flusher returns, alone on the source: its lane is drained to it.
+    let http = StalledHttp::start().await;
+    http.release.send(true).unwrap();
+    let agent = agent_support::agent(&format!("{head}{}", slow_flusher(http.addr))).await;
+    wait_for("the returning flusher got every line", || {
+        http.answered.lock().unwrap().len() >= LINES
+    })
+    .await;
+    agent.shutdown().await.unwrap();
+    assert_eq!(*http.answered.lock().unwrap(), expected(LINES));
+    http.task.abort();
+}
+
+#[test]
+fn spill_settings_are_checked_and_named() {
+    let base = "[sources.a]\ntype = \"stdin\"\n[flushers.b]\ntype = \"blackhole\"\n";
+    for (spill, key) in [
+        ("[spill]\nafter_ms = 0\n", "spill"),
+        ("[spill]\nmax_bytes = 10\n", "spill"),
+        ("[spill]\nafter = 5\n", "after"),
+    ] {
+        let e = weir_agent::config::AgentConfig::parse(&format!("{spill}{base}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{spill}: {e}");
+    }
+    let ok = weir_agent::config::AgentConfig::parse(&format!(
+        "[spill]\nafter_ms = 1000\nmax_bytes = 1073741824\n{base}"
+    ))
+    .unwrap();
+    assert_eq!(ok.spill.after_ms, 1000);
+}

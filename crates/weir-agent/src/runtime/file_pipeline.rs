@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::delivery::{AckSink, Delivery, Phase};
 use super::file_acks::FileAcks;
-use super::spill::{LaneHandle, SpillLane};
+use super::spill::{LaneHandle, SpillConfig, SpillLane, lane_dir, leftover};
 use crate::batcher::{BatchConfig, Batcher};
 use crate::flusher::{Batch, LogLine};
 use crate::metrics::SourceCounters;
@@ -45,7 +45,10 @@ pub enum Route {
 /// What a lane needs besides its flusher.
 pub struct LaneSettings {
     pub data_dir: std::path::PathBuf,
+    /// `[spool]`: the settings lane spools share.
     pub spool: SpoolConfig,
+    /// `[spill]`: when to spill, and each lane's size.
+    pub spill: SpillConfig,
     pub phase: watch::Receiver<Phase>,
 }
 
@@ -84,9 +87,27 @@ impl FilePipeline {
             counters.acked.clone(),
         ));
         let mut handles = Vec::new();
+        let lane_spool = lanes.spill.lane_spool(&lanes.spool);
+        let single_with_leftover = match &route {
+            Route::Flushers(f) if f.len() == 1 => {
+                let dir = lane_dir(&data_dir, name, &f[0].0);
+                match leftover(&dir, &lane_spool).await {
+                    Ok(0) => false,
+                    Ok(pending) => {
+                        tracing::info!(source = name, flusher = %f[0].0, pending, "a lane spool left from a configuration with more flushers still holds records: delivering them through the lane");
+                        true
+                    }
+                    Err(e) => {
+                        let _ = source.stop().await;
+                        return Err(e.into());
+                    }
+                }
+            }
+            _ => false,
+        };
         let outputs = match route {
             Route::Spool(spool) => vec![Output::Spool(spool)],
-            Route::Flushers(flushers) if flushers.len() < 2 => flushers
+            Route::Flushers(flushers) if flushers.len() < 2 && !single_with_leftover => flushers
                 .into_iter()
                 .map(|(_, tx)| Output::Direct(tx))
                 .collect(),
@@ -100,7 +121,8 @@ impl FilePipeline {
                         slot,
                         tx,
                         sink.clone(),
-                        lanes.spool.clone(),
+                        &lanes.spill,
+                        &lanes.spool,
                         lanes.phase.clone(),
                     )
                     .await;

@@ -20,7 +20,7 @@
 //!
 //! A file source feeding two flushers or more hands each its batches through a
 //! [`spill::SpillLane`]: directly into the flusher's channel while it keeps up; once
-//! the channel stayed full for [`spill::SPILL_AFTER`], into that flusher's own spool
+//! the channel stayed full for `[spill] after_ms`, into that flusher's own spool
 //! (`<data_dir>/spill/<source>/<flusher>/`), from which the lane's feeder hands them on
 //! when the flusher is ready, going back to direct once it has caught up. A durable
 //! spill counts as that flusher's acknowledgement for the checkpoint, so the checkpoint
@@ -73,6 +73,7 @@ use tokio::task::JoinHandle;
 pub use dead_letter::{DeadLetterConfig, DeadLetters};
 pub use delivery::{AckSink, Delivery, Phase};
 pub use retry::RetryConfig;
+pub use spill::SpillConfig;
 
 use crate::batcher::{BatchConfig, Batcher};
 use crate::config::AgentConfig;
@@ -289,6 +290,23 @@ impl Agent {
         drop(inputs);
         match started {
             Ok(()) => {
+                let live = config
+                    .sources
+                    .iter()
+                    .filter(|(_, s)| matches!(s, SourceConfig::File(c) if !c.spool))
+                    .flat_map(|(name, _)| {
+                        config
+                            .flushers_of(name)
+                            .into_iter()
+                            .map(move |f| (name.clone(), f))
+                    })
+                    .collect();
+                spill::clean_stale_lanes(
+                    &config.data_dir,
+                    &live,
+                    &config.spill.lane_spool(&config.spool),
+                )
+                .await;
                 agent
                     .events
                     .events()
@@ -328,6 +346,7 @@ impl Agent {
                     let lanes = LaneSettings {
                         data_dir: config.data_dir.clone(),
                         spool: config.spool.clone(),
+                        spill: config.spill.clone(),
                         phase: self.phase.subscribe(),
                     };
                     let pipeline = FilePipeline::start(

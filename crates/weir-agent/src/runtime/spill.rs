@@ -11,7 +11,7 @@
 //! - **direct**: batches go to the flusher's channel, as without a lane. The lane keeps
 //!   a reference to every batch handed over and not yet acknowledged ("outstanding"; at
 //!   most the channel's bound plus the batch in hand).
-//! - **spilling**: entered when the channel stayed full for [`SPILL_AFTER`]. The
+//! - **spilling**: entered when the channel stayed full for `[spill] after_ms` ([`SpillConfig`]). The
 //!   outstanding batches, then this one and every following one, are appended to the
 //!   lane's spool. Once an append is durable (see below) it counts as that flusher's
 //!   acknowledgement for the checkpoint ([`AckSink::delivered`] on the source's book):
@@ -34,12 +34,27 @@
 //! Durability of a spill: under `fsync = "interval"` the lane syncs the spool before
 //! acknowledging the checkpoint (so a power loss cannot lose what the checkpoint moved
 //! past); `always` is durable at append; `never` gives no guarantee beyond `kill -9`.
-//! The lane's spool takes the `[spool]` settings; with `when_full = "block"` a full
-//! lane stops the source (as a lagging flusher did before lanes existed), with
-//! `drop_oldest` the lagging flusher loses its oldest batches (counted by the spool).
+//! The lane's spool takes the `[spool]` settings except its size, which is
+//! `[spill] max_bytes` per lane; with `when_full = "block"` a full lane stops the
+//! source (as a lagging flusher did before lanes existed), with `drop_oldest` the
+//! lagging flusher loses its oldest batches (counted by the spool).
+//!
+//! ```toml
+//! [spill]
+//! after_ms = 200          # a full flusher channel holds the source this long, then spills
+//! max_bytes = 268435456   # each lane's spool (one per file source and flusher)
+//! ```
+//!
+//! # Lanes left over
+//!
+//! At start, a lane spool that still holds records for a flusher that still reads the
+//! source is drained through a lane even when the source now feeds that flusher alone;
+//! an empty one is removed. A lane spool of a flusher or source no longer in the
+//! configuration is removed when empty, and otherwise kept and reported (its records
+//! can reach no one; [`clean_stale_lanes`] says where they are).
 
-use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -51,8 +66,136 @@ use super::spool_pipeline::decode;
 use crate::flusher::{Batch, Entries, StreamBatch};
 use crate::spool::{RecordId, Spool, SpoolAcker, SpoolConfig, SpoolError};
 
-/// How long a full flusher channel may hold the fan-out before the lane spills.
-pub const SPILL_AFTER: Duration = Duration::from_millis(200);
+/// `[spill]`: when a lagging flusher spills, and how much each lane may hold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpillConfig {
+    /// How long a full flusher channel may hold the source's fan-out before that
+    /// flusher's batches go to its lane spool, milliseconds. Default 200: longer than a
+    /// healthy flusher's hiccup, short enough that the other flushers barely notice.
+    pub after_ms: u64,
+    /// Most bytes each lane spool holds (one per file source and flusher). Default
+    /// 256 MiB: a lagging flusher's backlog beyond it blocks the source (or drops the
+    /// oldest, per `[spool] when_full`) instead of filling the disk.
+    pub max_bytes: u64,
+}
+
+impl Default for SpillConfig {
+    fn default() -> Self {
+        SpillConfig {
+            after_ms: 200,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+impl SpillConfig {
+    /// Checks the ranges against the `[spool]` settings the lanes share; the message
+    /// names the key.
+    pub fn validate(&self, spool: &SpoolConfig) -> Result<(), String> {
+        if !(1..=60_000).contains(&self.after_ms) {
+            return Err(format!("after_ms = {} is outside 1..=60000", self.after_ms));
+        }
+        self.lane_spool(spool)
+            .validate()
+            .map_err(|e| format!("max_bytes: {e}"))
+    }
+
+    /// The spool settings of one lane: `[spool]` with this size.
+    pub fn lane_spool(&self, spool: &SpoolConfig) -> SpoolConfig {
+        SpoolConfig {
+            max_bytes: self.max_bytes,
+            ..spool.clone()
+        }
+    }
+
+    /// [`SpillConfig::after_ms`] as a `Duration`.
+    pub fn after(&self) -> Duration {
+        Duration::from_millis(self.after_ms)
+    }
+}
+
+/// The directory of the lane spool of (`source`, `flusher`).
+pub fn lane_dir(data_dir: &Path, source: &str, flusher: &str) -> PathBuf {
+    data_dir.join("spill").join(source).join(flusher)
+}
+
+/// Records of the lane spool in `dir` not yet acknowledged by its flusher, without
+/// keeping it open; 0 when there is no such spool. An empty one is removed.
+pub async fn leftover(dir: &Path, config: &SpoolConfig) -> Result<u64, SpoolError> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let pending = {
+        let spool = Spool::open(dir, config.clone()).await?;
+        let stats = spool.stats();
+        let acked = stats
+            .cursors
+            .iter()
+            .find(|c| c.name == READER)
+            .map_or(stats.first_retained, |c| c.acked_next);
+        let pending = stats.next_id.0.saturating_sub(acked.0);
+        spool.close().await?;
+        pending
+    };
+    if pending == 0
+        && let Err(e) = std::fs::remove_dir_all(dir)
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an empty lane spool");
+    }
+    Ok(pending)
+}
+
+/// Removes the empty lane spools under `<data_dir>/spill/` that belong to no lane in
+/// `live` (source, flusher); reports those that still hold records. Returns their
+/// directories and pending record counts.
+pub async fn clean_stale_lanes(
+    data_dir: &Path,
+    live: &BTreeSet<(String, String)>,
+    config: &SpoolConfig,
+) -> Vec<(PathBuf, u64)> {
+    let mut kept = Vec::new();
+    let Ok(sources) = std::fs::read_dir(data_dir.join("spill")) else {
+        return kept;
+    };
+    for source in sources.flatten() {
+        let Ok(flushers) = std::fs::read_dir(source.path()) else {
+            continue;
+        };
+        let source_name = source.file_name().to_string_lossy().into_owned();
+        for flusher in flushers.flatten() {
+            let key = (
+                source_name.clone(),
+                flusher.file_name().to_string_lossy().into_owned(),
+            );
+            if live.contains(&key) {
+                continue;
+            }
+            let dir = flusher.path();
+            match leftover(&dir, config).await {
+                Ok(0) => {
+                    tracing::info!(dir = %dir.display(), "removed the empty lane spool of a flusher or source no longer configured")
+                }
+                Ok(pending) => {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        source = %key.0,
+                        flusher = %key.1,
+                        pending,
+                        "a lane spool of a flusher or source no longer configured holds records no one will read; configure that flusher again to deliver them, or delete the directory"
+                    );
+                    kept.push((dir, pending));
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot open a left-over lane spool")
+                }
+            }
+        }
+        // a source directory left with no lane
+        let _ = std::fs::remove_dir(source.path());
+    }
+    kept
+}
 
 /// Name of the lane spool's one reader.
 const READER: &str = "flusher";
@@ -86,6 +229,8 @@ pub struct SpillLane {
     in_flight: watch::Sender<usize>,
     /// Wakes the feeder: spilling began, or the fan-out is gone.
     wake: Notify,
+    /// How long a full channel holds a batch before the lane spills.
+    after: Duration,
     closed: std::sync::atomic::AtomicBool,
 }
 
@@ -133,11 +278,12 @@ impl SpillLane {
         slot: usize,
         out: mpsc::Sender<Delivery>,
         book: Arc<dyn AckSink>,
-        config: SpoolConfig,
+        config: &SpillConfig,
+        spool: &SpoolConfig,
         phase: watch::Receiver<Phase>,
     ) -> Result<LaneHandle, SpoolError> {
-        let dir = data_dir.join("spill").join(source).join(flusher);
-        let spool = Spool::open(&dir, config).await?;
+        let dir = lane_dir(data_dir, source, flusher);
+        let spool = Spool::open(&dir, config.lane_spool(spool)).await?;
         let reader = spool.reader(READER).await?;
         let (acks, acks_task) = OrderedAcks::start(reader.acker());
         let lane = Arc::new(SpillLane {
@@ -155,6 +301,7 @@ impl SpillLane {
             direct: Mutex::new(Direct::default()),
             in_flight: watch::channel(0).0,
             wake: Notify::new(),
+            after: config.after(),
             closed: std::sync::atomic::AtomicBool::new(false),
         });
         let feeder = tokio::spawn(run_feeder(lane.clone(), reader, acks, phase));
@@ -208,7 +355,7 @@ impl SpillLane {
                 Err(mpsc::error::TrySendError::Closed(_)) => Err(false),
                 Err(mpsc::error::TrySendError::Full(d)) => {
                     // `send` is cancel-safe: on timeout nothing was sent.
-                    match tokio::time::timeout(SPILL_AFTER, self.out.send(d)).await {
+                    match tokio::time::timeout(self.after, self.out.send(d)).await {
                         Ok(Ok(())) => Ok(()),
                         Ok(Err(_)) => Err(false),
                         Err(_) => Err(true),
