@@ -36,6 +36,8 @@ pub struct Encoder {
     ids_of: Option<(String, String)>,
     /// The whole seconds and `YYYY-MM-DDTHH:MM:SS.` of the last timestamp.
     second: Option<(i64, [u8; 20])>,
+    /// The last timestamp and its whole text, `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+    stamp: Option<(i64, [u8; 30])>,
 }
 
 impl Encoder {
@@ -138,6 +140,21 @@ impl Encoder {
     }
 
     fn timestamp(&mut self, out: &mut Vec<u8>, ns: i64) {
+        // The lines of one read share their timestamp: most are a copy of the last one.
+        if let Some((last, text)) = &self.stamp
+            && *last == ns
+        {
+            out.extend_from_slice(text);
+            return;
+        }
+        let start = out.len();
+        self.format_timestamp(out, ns);
+        if let Ok(text) = <[u8; 30]>::try_from(&out[start..]) {
+            self.stamp = Some((ns, text));
+        }
+    }
+
+    fn format_timestamp(&mut self, out: &mut Vec<u8>, ns: i64) {
         let secs = ns.div_euclid(1_000_000_000);
         let nanos = ns.rem_euclid(1_000_000_000) as u64;
         match self.second {
@@ -508,6 +525,8 @@ mod tests {
             enc.start_run(stream);
             for (i, ts) in [
                 5,
+                5,
+                999_999_999,
                 999_999_999,
                 1_000_000_000,
                 1_000_000_001,
