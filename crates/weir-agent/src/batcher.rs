@@ -129,7 +129,9 @@ impl Batcher {
     /// run of its own, so a batch never claims indices it does not hold.
     pub fn push(&mut self, stream: &Arc<str>, index: u64, entry: Envelope) -> Option<Batch> {
         let size = payload_len(&entry) + ENTRY_OVERHEAD;
-        let slot = self.slot(stream, index);
+        let slot = self.slot(stream, index, |capacity| {
+            Entries::Envelopes(Vec::with_capacity(capacity))
+        });
         self.streams[slot].entries.push_envelope(entry);
         self.added(size)
     }
@@ -146,14 +148,21 @@ impl Batcher {
         line: LogLine,
     ) -> Option<Batch> {
         let size = line.payload.len() + ENTRY_OVERHEAD;
-        let slot = self.slot(stream, index);
+        let slot = self.slot(stream, index, |capacity| {
+            Entries::lines(source_id.clone(), capacity)
+        });
         self.streams[slot].entries.push_line(source_id, line);
         self.added(size)
     }
 
-    /// The position of the run that entry `index` of `stream` goes to (a new run when it
-    /// follows none).
-    fn slot(&mut self, stream: &Arc<str>, index: u64) -> usize {
+    /// The position of the run that entry `index` of `stream` goes to (a new run, made
+    /// by `new_run` with room for that many entries, when it follows none).
+    fn slot(
+        &mut self,
+        stream: &Arc<str>,
+        index: u64,
+        new_run: impl FnOnce(usize) -> Entries,
+    ) -> usize {
         let follows_last = self.last.filter(|&i| {
             let run = &self.streams[i];
             Arc::ptr_eq(&run.stream, stream) && run.end_index() == index
@@ -169,7 +178,7 @@ impl Batcher {
                 self.streams.push(StreamBatch {
                     stream: stream.clone(),
                     first_index: index,
-                    entries: Entries::Envelopes(Vec::with_capacity(capacity)),
+                    entries: new_run(capacity),
                     terminal_count: None,
                 });
                 let i = self.streams.len() - 1;
@@ -331,6 +340,31 @@ mod tests {
             .map(|s| (s.first_index, s.end_index()))
             .collect();
         assert_eq!(runs, vec![(0, 1), (7, 9)]);
+    }
+
+    #[test]
+    fn lines_stay_lines_and_cut_at_the_same_bounds() {
+        let mut b = Batcher::new(BatchConfig {
+            max_entries: 3,
+            ..BatchConfig::default()
+        });
+        let a: Arc<str> = "a/+/x".into();
+        let app: Arc<str> = "app".into();
+        let line = |t: i64| LogLine {
+            payload: "l".into(),
+            timestamp: t,
+        };
+        assert!(b.push_line(&a, 0, &app, line(1)).is_none());
+        assert!(b.push_line(&a, 1, &app, line(2)).is_none());
+        let batch = b.push_line(&a, 2, &app, line(3)).expect("full at 3");
+        let Entries::Lines(lines) = &batch.streams[0].entries else {
+            panic!("a run of lines: {:?}", batch.streams[0].entries);
+        };
+        assert_eq!(lines.lines.len(), 3);
+        assert_eq!(batch.streams[0].end_index(), 3);
+        assert!(b.push_line(&a, 3, &app, line(4)).is_none());
+        let next = b.take().unwrap();
+        assert!(next.streams[0].entries.len() == 1 && next.streams[0].first_index == 3);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod events;
 pub mod flusher;
 pub mod metrics;
+pub mod resident;
 pub mod runtime;
 pub mod sources;
 pub mod spool;

@@ -54,6 +54,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .context("cannot start the agent")?;
     println!("agent started");
     tracing::info!(data_dir = %data_dir.display(), "weir agent started");
+    weir_agent::resident::release_start_up_code();
     shutdown_signal().await;
     tracing::info!("weir agent stopping");
     let result = agent.shutdown().await;
