@@ -113,20 +113,22 @@ impl Js {
         max_payload: usize,
     ) -> Result<Js, StoreError> {
         let p = &config.prefix;
+        let wanted = stream::Config {
+            name: format!("{p}_entries"),
+            description: Some("weir stream entries, one subject per stream".into()),
+            subjects: vec![format!("{p}.e.>")],
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas.max(1),
+            duplicate_window: config.duplicate_window(),
+            max_age: Duration::from_secs(config.max_age_secs),
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
+        };
         let entries = ctx
-            .get_or_create_stream(stream::Config {
-                name: format!("{p}_entries"),
-                description: Some("weir stream entries, one subject per stream".into()),
-                subjects: vec![format!("{p}.e.>")],
-                storage: stream::StorageType::File,
-                num_replicas: config.replicas.max(1),
-                duplicate_window: config.duplicate_window(),
-                max_age: Duration::from_secs(config.max_age_secs),
-                discard: stream::DiscardPolicy::Old,
-                ..Default::default()
-            })
+            .get_or_create_stream(wanted.clone())
             .await
             .map_err(unavailable("creating the entries stream"))?;
+        let entries = apply_settings(ctx, entries, wanted).await?;
         let (registry, registry_stream) = bucket(ctx, config, &format!("{p}_registry")).await?;
         let (meta, meta_stream) = bucket(ctx, config, &format!("{p}_meta")).await?;
         Ok(Js {
@@ -359,26 +361,76 @@ async fn bucket(
     config: &NatsConfig,
     name: &str,
 ) -> Result<(kv::Store, stream::Stream), StoreError> {
+    let wanted = stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas.max(1),
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    };
     let stream = ctx
-        .get_or_create_stream(stream::Config {
-            name: format!("KV_{name}"),
-            subjects: vec![format!("$KV.{name}.>")],
-            max_messages_per_subject: 1,
-            storage: stream::StorageType::File,
-            num_replicas: config.replicas.max(1),
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            ..Default::default()
-        })
+        .get_or_create_stream(wanted.clone())
         .await
         .map_err(unavailable(format_args!("creating the KV bucket {name}")))?;
+    let stream = apply_settings(ctx, stream, wanted).await?;
     let store = ctx
         .get_key_value(name)
         .await
         .map_err(unavailable(format_args!("opening the KV bucket {name}")))?;
     Ok((store, stream))
+}
+
+/// Applies the settings a collector is configured with (replicas, `max_age`, the
+/// dedupe window) to a stream that already existed with others: the first collector
+/// started after a change of `--nats-replicas` or `max_age_secs` updates it, and says
+/// so. Returns the stream as it now is.
+async fn apply_settings(
+    ctx: &async_nats::jetstream::Context,
+    mut existing: stream::Stream,
+    wanted: stream::Config,
+) -> Result<stream::Stream, StoreError> {
+    let have = existing.cached_info().config.clone();
+    // A zero window is the server's default: whatever it chose is fine.
+    let window = if wanted.duplicate_window.is_zero() {
+        have.duplicate_window
+    } else {
+        wanted.duplicate_window
+    };
+    if have.num_replicas == wanted.num_replicas
+        && have.max_age == wanted.max_age
+        && have.duplicate_window == window
+    {
+        return Ok(existing);
+    }
+    let update = stream::Config {
+        num_replicas: wanted.num_replicas,
+        max_age: wanted.max_age,
+        duplicate_window: window,
+        ..have.clone()
+    };
+    ctx.update_stream(&update).await.map_err(|e| {
+        StoreError::Unavailable(format!(
+            "updating JetStream stream {} (replicas {} -> {}, max_age {:?} -> {:?}): {e}",
+            have.name, have.num_replicas, wanted.num_replicas, have.max_age, wanted.max_age
+        ))
+    })?;
+    tracing::info!(
+        stream = %have.name,
+        replicas = format_args!("{} -> {}", have.num_replicas, wanted.num_replicas),
+        max_age = format_args!("{:?} -> {:?}", have.max_age, wanted.max_age),
+        duplicate_window = format_args!("{:?} -> {:?}", have.duplicate_window, window),
+        "applied changed settings to an existing JetStream stream"
+    );
+    existing
+        .info()
+        .await
+        .map_err(unavailable("reading the updated stream"))?;
+    Ok(existing)
 }
 
 /// A KV value read from the bucket's stream leader; deleted keys are `None`.

@@ -67,6 +67,8 @@
 //!   forgets the partitions, and then purges, per stream, the records ingested before
 //!   it — always keeping a stream's last record, which carries its next index. Low-water
 //!   marks are derived on read from the first record ingested at or after the cut-off.
+//! - Settings changed since the assets were created (`replicas`, `max_age_secs`, the
+//!   dedupe window) are applied to them when a collector starts (`js::apply_settings`).
 //! - `max_age_secs` sets the stream's `max_age`: JetStream then removes records by
 //!   server time on its own, including a stream's last record; the registry then keeps
 //!   the next index and terminal count (updated after every append), so numbering never

@@ -2,8 +2,9 @@
 //!
 //! [`write_numbered`] writes exactly the bytes that `serde_json` writes for
 //! [`PeopleJson::numbered`] (the tests compare them), without going through serde: the
-//! escaping skips runs of plain bytes eight at a time, and the timestamp is formatted by
-//! hand. Any other entry (tags, metrics, events, a payload that is not UTF-8) goes
+//! escaping looks at sixteen bytes at a time (SSE2 on x86_64, eight elsewhere), and the
+//! timestamp is formatted by hand. [`Encoder::line`] writes a plain log line of an
+//! [`super::Entries::Lines`] run without making its envelope. Any other entry (tags, metrics, events, a payload that is not UTF-8) goes
 //! through serde as before.
 
 use std::mem::MaybeUninit;

@@ -36,7 +36,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 pub use entries::{Entries, LogLine, LogLines};
-use weir_core::Envelope;
 use weir_proto::lv2::envelope::Message as Body;
 
 /// One stream's run of consecutive entries, as the batcher cut it.
@@ -167,25 +166,6 @@ pub enum LineEncoding {
     Raw,
 }
 
-/// Appends one entry as a line (newline included) to `out`.
-pub fn encode_line(
-    out: &mut Vec<u8>,
-    encoding: LineEncoding,
-    stream: &str,
-    index: u64,
-    env: &Envelope,
-) {
-    if encoding == LineEncoding::Raw
-        && let Some(Body::Log(log)) = &env.message
-    {
-        out.extend_from_slice(&log.payload);
-        out.push(b'\n');
-        return;
-    }
-    json_line::write_numbered(out, stream, index, env);
-    out.push(b'\n');
-}
-
 /// Encodes a whole batch as lines.
 pub fn encode_batch(out: &mut Vec<u8>, encoding: LineEncoding, batch: &Batch) {
     let mut json = json_line::Encoder::default();
@@ -246,6 +226,7 @@ pub fn ack_all(batch: &Batch) -> Vec<StreamAck> {
 pub(crate) mod testing {
     //! Batches for flusher tests.
     use super::*;
+    use weir_core::Envelope;
     use weir_proto::lv2::Log;
 
     /// `streams` streams of `per` log lines each, payload "STREAM line INDEX".
