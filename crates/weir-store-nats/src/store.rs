@@ -2,7 +2,7 @@
 //! docs.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use weir_core::Envelope;
 use weir_core::payload::same_payload;
 use weir_store::{
-    AppendOutcome, AppendRequest, Appended, Clock, Owner, PartitionUsage, ReadBatch,
+    AppendOutcome, AppendRequest, Appended, Clock, OpenHandle, Owner, PartitionUsage, ReadBatch,
     RegisterOutcome, Registration, RetentionReport, Store, StoreError, StoredEntry, StreamState,
     TerminateOutcome,
 };
@@ -61,7 +61,7 @@ struct Inner {
 
 /// The JetStream-backed [`Store`]. See the crate docs for its design.
 pub struct NatsStore {
-    inner: RwLock<Option<Arc<Inner>>>,
+    inner: OpenHandle<Inner>,
     notify: broadcast::Sender<Appended>,
 }
 
@@ -103,17 +103,13 @@ impl NatsStore {
             notifier,
         };
         Ok(NatsStore {
-            inner: RwLock::new(Some(Arc::new(inner))),
+            inner: OpenHandle::new(inner),
             notify,
         })
     }
 
     fn inner(&self) -> Result<Arc<Inner>, StoreError> {
-        self.inner
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or(StoreError::Closed)
+        self.inner.get()
     }
 }
 
@@ -836,12 +832,7 @@ impl Store for NatsStore {
     /// Stops the notification consumer and flushes the connection. Nothing is buffered
     /// on this side: every write was acknowledged by JetStream before it returned.
     async fn close(&self) -> Result<(), StoreError> {
-        let taken = self
-            .inner
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some(inner) = taken else {
+        let Some(inner) = self.inner.close() else {
             return Ok(());
         };
         inner.notifier.abort();

@@ -116,7 +116,7 @@ mod engine;
 mod record;
 
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -127,6 +127,8 @@ use crate::{
     Registration, RetentionReport, Store, StoreError, StreamState, TerminateOutcome,
 };
 use engine::Engine;
+
+use crate::open_handle::OpenHandle;
 
 /// The store's source of ingest time, Unix nanoseconds. Tests pass their own to control
 /// time instead of sleeping.
@@ -194,7 +196,7 @@ impl Default for FjallConfig {
 /// The fjall-backed [`crate::Store`]. See the module docs for its design.
 pub struct FjallStore {
     /// `None` once closed.
-    engine: RwLock<Option<Arc<Engine>>>,
+    engine: OpenHandle<Engine>,
     notify: broadcast::Sender<Appended>,
 }
 
@@ -218,18 +220,14 @@ impl FjallStore {
         let engine = Engine::open(&config, clock)?;
         let (notify, _) = broadcast::channel(NOTIFY_CAPACITY);
         Ok(FjallStore {
-            engine: RwLock::new(Some(Arc::new(engine))),
+            engine: OpenHandle::new(engine),
             notify,
         })
     }
 
     /// The engine, or [`StoreError::Closed`].
     fn engine(&self) -> Result<Arc<Engine>, StoreError> {
-        self.engine
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or(StoreError::Closed)
+        self.engine.get()
     }
 
     /// Runs `op` on the blocking pool.
@@ -328,12 +326,7 @@ impl Store for FjallStore {
     /// operations still in flight finish). Later calls fail with [`StoreError::Closed`]; closing again does
     /// nothing.
     async fn close(&self) -> Result<(), StoreError> {
-        let taken = self
-            .engine
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some(engine) = taken else {
+        let Some(engine) = self.engine.close() else {
             return Ok(());
         };
         tokio::task::spawn_blocking(move || engine.flush_and_sync())

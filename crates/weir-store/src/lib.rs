@@ -36,9 +36,11 @@ use weir_core::{Descriptor, Envelope};
 pub mod conformance;
 pub mod fjall_store;
 pub mod hooked;
+pub mod open_handle;
 pub mod secret;
 
 pub use fjall_store::{Clock, FjallConfig, FjallStore, FsyncPolicy};
+pub use open_handle::OpenHandle;
 pub use secret::SecretHash;
 
 /// Errors of a store operation.

@@ -96,6 +96,12 @@ impl SpillConfig {
         if !(1..=60_000).contains(&self.after_ms) {
             return Err(format!("after_ms = {} is outside 1..=60000", self.after_ms));
         }
+        if self.max_bytes < spool.segment_bytes {
+            return Err(format!(
+                "max_bytes = {} is below [spool] segment_bytes = {} (a lane's spool holds at least one segment)",
+                self.max_bytes, spool.segment_bytes
+            ));
+        }
         self.lane_spool(spool)
             .validate()
             .map_err(|e| format!("max_bytes: {e}"))
