@@ -392,18 +392,8 @@ fn escape_words(out: &mut [MaybeUninit<u8>], mut w: usize, bytes: &[u8]) -> (usi
     (w, ascii)
 }
 
-fn write_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+fn write_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 fn write_i64(out: &mut Vec<u8>, v: i64) {

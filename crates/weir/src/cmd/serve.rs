@@ -1,6 +1,6 @@
 //! `weir serve`: the collector on its embedded store.
 
-use super::signal::shutdown_signal;
+use super::signal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -157,6 +157,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the collector")?;
     // These two lines are the contract with scripts and tests that start
     // `weir serve` on port 0: they name the bound addresses.
+    let stop = signal::listen();
     println!("grpc listening on {}", server.grpc_addr());
     println!("http listening on {}", server.http_addr());
     if let Some(tls) = server.tls() {
@@ -178,7 +179,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         weir_collector::events::fields([("file", file)]),
     );
     server
-        .run(shutdown_signal())
+        .run(stop.requested())
         .await
         .context("collector failed")?;
     tracing::info!("weir collector stopped");

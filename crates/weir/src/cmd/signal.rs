@@ -1,26 +1,59 @@
 //! Waiting for the signal that asks a long-running command (`serve`, `agent`) to stop.
+//!
+//! The handlers are installed by [`listen`], before the command says it started: a
+//! SIGTERM sent right after "agent started" is a request to stop cleanly, not the
+//! default action (death without a clean stop).
 
-/// Resolves on SIGTERM or SIGINT (only SIGINT where SIGTERM cannot be watched).
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT, listened for since [`listen`].
+pub struct ShutdownSignal {
+    #[cfg(unix)]
+    watched: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+/// Installs the SIGTERM and SIGINT handlers now.
+pub fn listen() -> ShutdownSignal {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
+        use tokio::signal::unix::{SignalKind, signal};
+        let watched = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(
+                    "cannot listen for SIGTERM and SIGINT ({e}); only Ctrl-C stops weir"
+                );
+                None
             }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM ({e}); only SIGINT stops weir");
-                let _ = ctrl_c.await;
-            }
-        }
+        };
+        ShutdownSignal { watched }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        ShutdownSignal {}
     }
-    tracing::info!("shutdown requested");
+}
+
+impl ShutdownSignal {
+    /// Resolves on SIGTERM or SIGINT.
+    pub async fn requested(self) {
+        #[cfg(unix)]
+        match self.watched {
+            Some((mut term, mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested");
+    }
 }

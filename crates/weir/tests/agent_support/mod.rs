@@ -23,11 +23,17 @@ impl AgentProc {
 
     /// [`AgentProc::start`] with its stderr (its log) going to `stderr`.
     pub fn start_with_stderr(weir: &Path, config: &Path, stderr: Stdio) -> AgentProc {
+        Self::start_with_args(weir, config, &[], stderr)
+    }
+
+    /// [`AgentProc::start_with_stderr`] with more flags for `weir agent`.
+    pub fn start_with_args(weir: &Path, config: &Path, args: &[&str], stderr: Stdio) -> AgentProc {
         let mut child = Command::new(weir)
             .arg("agent")
             .arg("--config")
             .arg(config)
             .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
