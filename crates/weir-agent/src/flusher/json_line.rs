@@ -3,8 +3,9 @@
 //! [`write_numbered`] writes exactly the bytes that `serde_json` writes for
 //! [`PeopleJson::numbered`] (the tests compare them), without going through serde: the
 //! escaping looks at sixteen bytes at a time (SSE2 on x86_64, eight elsewhere), and the
-//! timestamp is formatted by hand. [`Encoder::line`] writes a plain log line of an
-//! [`super::Entries::Lines`] run without making its envelope. Any other entry (tags, metrics, events, a payload that is not UTF-8) goes
+//! timestamp is formatted by hand. [`Encoder::lines`] writes the plain log lines of an
+//! [`super::Entries::Lines`] run without making their envelopes, with one reservation
+//! per line. Any other entry (tags, metrics, events, a payload that is not UTF-8) goes
 //! through serde as before.
 
 use std::mem::MaybeUninit;
@@ -39,7 +40,15 @@ pub struct Encoder {
     second: Option<(i64, [u8; 20])>,
     /// The last timestamp and its whole text, `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
     stamp: Option<(i64, [u8; 30])>,
+    /// What [`Encoder::lines`] writes between a line's index and its message:
+    /// `,"timestamp":"…","source_id":…,"tags":{},"type":"log","message":`, and the
+    /// timestamp and source it was made for.
+    middle: Vec<u8>,
+    middle_of: Option<(i64, std::sync::Arc<str>)>,
 }
+
+/// What ends every plain log line (stdout type) in the people JSON form.
+const LINE_END: &[u8] = b",\"log_type\":\"OUT\"}\n";
 
 impl Encoder {
     /// Entries of `stream` follow.
@@ -72,28 +81,74 @@ impl Encoder {
         }
     }
 
-    /// Appends log line `line` of `lines`, entry `index` of the current run's `stream`,
-    /// without a newline: the same bytes as [`Encoder::entry`] writes for the envelope
-    /// the line stands for.
-    pub fn line(
+    /// Appends `part`, entries `first_index..` of the current run's `stream` (lines of
+    /// `lines`), each followed by a newline: for each, the bytes [`Encoder::entry`]
+    /// writes for the envelope the line stands for.
+    ///
+    /// The run's parts are written with one reservation per line and no per-field
+    /// capacity checks: the stream part, the index, the part that only changes with the
+    /// timestamp (the lines of one read share it), the message, the end. Measured: the
+    /// field-by-field form spent as much on its small copies as on escaping.
+    pub fn lines(
         &mut self,
         out: &mut Vec<u8>,
         stream: &str,
-        index: u64,
+        first_index: u64,
         lines: &LogLines,
-        line: &LogLine,
+        part: &[LogLine],
     ) {
-        let log = FastLog {
-            index,
-            timestamp: line.timestamp,
-            source_id: &lines.source_id,
-            instance_id: "",
-            payload: &line.payload,
-            log_type: 0,
-        };
-        if !self.fast_log(out, &log) {
-            serde_form(out, stream, index, &lines.envelope(line));
+        let mut digits = itoa::Buffer::new();
+        for (index, line) in (first_index..).zip(part) {
+            let same = self.middle_of.as_ref().is_some_and(|(ts, source)| {
+                *ts == line.timestamp && std::sync::Arc::ptr_eq(source, &lines.source_id)
+            });
+            if !same {
+                self.make_middle(line.timestamp, &lines.source_id);
+            }
+            let index_text = digits.format(index).as_bytes();
+            let payload = &line.payload[..];
+            // Room for the worst case: every byte of the message a six-byte escape,
+            // its quotes, and the sixteen-byte stores of the escaping.
+            let room = self.stream.len()
+                + index_text.len()
+                + self.middle.len()
+                + payload.len() * 6
+                + 2
+                + LINE_END.len()
+                + 16;
+            out.reserve(room);
+            let mark = out.len();
+            let spare = &mut out.spare_capacity_mut()[..room];
+            let mut w = put(spare, 0, &self.stream);
+            w = put(spare, w, index_text);
+            w = put(spare, w, &self.middle);
+            spare[w].write(b'"');
+            let (end, ascii) = escape_into(spare, w + 1, payload);
+            spare[end].write(b'"');
+            w = put(spare, end + 1, LINE_END);
+            // SAFETY: `spare[..w]` was written (each step writes every position it moves
+            // `w` past), and `w <= room`, which `reserve` made available after `mark`.
+            unsafe { out.set_len(mark + w) };
+            if !ascii && std::str::from_utf8(payload).is_err() {
+                out.truncate(mark);
+                serde_form(out, stream, index, &lines.envelope(line));
+                out.push(b'\n');
+            }
         }
+    }
+
+    /// Makes [`Encoder::lines`]' middle part for lines read at `ns` from `source_id`.
+    fn make_middle(&mut self, ns: i64, source_id: &std::sync::Arc<str>) {
+        let mut middle = std::mem::take(&mut self.middle);
+        middle.clear();
+        middle.extend_from_slice(b",\"timestamp\":\"");
+        self.timestamp(&mut middle, ns);
+        middle.extend_from_slice(b"\",\"source_id\":");
+        write_str(&mut middle, source_id);
+        middle
+            .extend_from_slice(b",\"instance_id\":\"\",\"tags\":{},\"type\":\"log\",\"message\":");
+        self.middle = middle;
+        self.middle_of = Some((ns, source_id.clone()));
     }
 
     /// Writes a log entry without tags; false (nothing written) when its payload is not
@@ -270,6 +325,18 @@ fn put_escaped(out: &mut [MaybeUninit<u8>], w: usize, b: u8) -> usize {
             w + 2
         }
     }
+}
+
+/// Copies `bytes` to `out[w..]`; returns the position after them.
+#[inline(always)]
+fn put(out: &mut [MaybeUninit<u8>], w: usize, bytes: &[u8]) -> usize {
+    let end = w + bytes.len();
+    let dst = &mut out[w..end];
+    // SAFETY: `dst` and `bytes` have the same length, and `bytes` is not part of `out`
+    // (it is borrowed shared while `out` is borrowed mutably). `u8` and
+    // `MaybeUninit<u8>` have the same layout.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.as_mut_ptr().cast(), dst.len()) };
+    end
 }
 
 /// `s` as a JSON string, escaped as `serde_json` escapes it.
@@ -539,6 +606,54 @@ mod tests {
                 );
                 k += 1;
             }
+        }
+    }
+
+    #[test]
+    fn runs_of_lines_are_written_as_serde_writes_their_envelopes() {
+        let mut payloads: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            br#"{"level":"info","msg":"quoted \"x\" and back\\slash"}"#.to_vec(),
+            "ünïcödé ✓ and emoji 🦀 mixed".as_bytes().to_vec(),
+            b"bad utf8 \xff\xfe here".to_vec(),
+            b"del \x7f and \x1b[31mansi\x1b[0m".to_vec(),
+            (0u8..=127).collect(),
+            vec![b'"'; 40],
+        ];
+        for b in 0u8..0x20 {
+            payloads.push(vec![b'a', b, b'b', b'c', b'd', b'e', b'f', b'g', b'h', b]);
+        }
+        let sources: [std::sync::Arc<str>; 2] = ["app".into(), "other \"src\"".into()];
+        let mut enc = Encoder::default();
+        let mut index = 7u64;
+        for (run, source) in sources.iter().cycle().take(4).enumerate() {
+            let stream = if run % 2 == 0 { "a/+/x" } else { "b/+/\"q\"" };
+            let lines = LogLines {
+                source_id: source.clone(),
+                lines: payloads
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| LogLine {
+                        payload: p.clone().into(),
+                        // runs of lines sharing a timestamp, and seconds changing
+                        timestamp: 999_999_990 + (i as i64 / 3) * 5,
+                    })
+                    .collect(),
+            };
+            enc.start_run(stream);
+            let mut fast = Vec::new();
+            enc.lines(&mut fast, stream, index, &lines, &lines.lines);
+            let mut want = Vec::new();
+            for (k, line) in lines.lines.iter().enumerate() {
+                want.extend(serde_form(stream, index + k as u64, &lines.envelope(line)));
+                want.push(b'\n');
+            }
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&want),
+                "run {run}"
+            );
+            index += lines.lines.len() as u64;
         }
     }
 

@@ -200,12 +200,14 @@ pub fn encode_run(
         }
         Entries::Lines(lines) => {
             let part = lines.lines.get(range).unwrap_or(&[]);
-            for (index, line) in (first_index..).zip(part) {
-                match encoding {
-                    LineEncoding::Raw => out.extend_from_slice(&line.payload),
-                    LineEncoding::Json => json.line(out, &s.stream, index, lines, line),
+            match encoding {
+                LineEncoding::Raw => {
+                    for line in part {
+                        out.extend_from_slice(&line.payload);
+                        out.push(b'\n');
+                    }
                 }
-                out.push(b'\n');
+                LineEncoding::Json => json.lines(out, &s.stream, first_index, lines, part),
             }
         }
     }
