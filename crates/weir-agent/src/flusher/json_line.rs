@@ -41,8 +41,8 @@ pub struct Encoder {
     /// The last timestamp and its whole text, `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
     stamp: Option<(i64, [u8; 30])>,
     /// What [`Encoder::lines`] writes between a line's index and its message:
-    /// `,"timestamp":"…","source_id":…,"tags":{},"type":"log","message":`, and the
-    /// timestamp and source it was made for.
+    /// `,"timestamp":"…","source_id":…,"instance_id":"","tags":{},"type":"log","message":`,
+    /// and the timestamp and source it was made for.
     middle: Vec<u8>,
     middle_of: Option<(i64, std::sync::Arc<str>)>,
 }

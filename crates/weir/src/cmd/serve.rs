@@ -155,9 +155,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::bind(config, store)
         .await
         .context("cannot start the collector")?;
+    // Listening for SIGTERM before saying it started: a stop requested right after is
+    // a clean stop.
+    let stop = signal::listen();
     // These two lines are the contract with scripts and tests that start
     // `weir serve` on port 0: they name the bound addresses.
-    let stop = signal::listen();
     println!("grpc listening on {}", server.grpc_addr());
     println!("http listening on {}", server.http_addr());
     if let Some(tls) = server.tls() {
