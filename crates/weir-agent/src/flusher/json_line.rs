@@ -392,7 +392,7 @@ fn escape_x86(
     assert!(out.len() >= w + bytes.len() * 6 + 16);
     let mut i = 0;
     let mut high = 0;
-    if ssse3 && bytes.len() >= 16 {
+    if ssse3 {
         // SAFETY: the caller checked that the CPU has SSSE3 (and so POPCNT).
         (w, i, high) = unsafe { escape_ssse3(out, w, bytes) };
     }
@@ -429,7 +429,7 @@ fn escape_x86(
     (w, ascii && high == 0)
 }
 
-/// For each 8-bit mask of the bytes of an 8-byte half that are `"` or `\\`: the
+/// For each 8-bit mask of the bytes of an 8-byte half that are `"` or `\`: the
 /// `pshufb` control that spreads the half into its escaped form (a slot before each
 /// such byte), and the bytes of that form where a backslash goes.
 #[cfg(target_arch = "x86_64")]
@@ -454,13 +454,14 @@ const EXPAND: [([u8; 16], [u8; 16]); 256] = {
     table
 };
 
-/// The first part of [`escape_into`] on CPUs with SSSE3: sixteen bytes at a time while
-/// that many are left. A block whose only escapes are `"` and `\\` (most blocks of JSON
+/// [`escape_into`] on CPUs with SSSE3: sixteen bytes at a time while that many are left,
+/// then the rest as one padded block. A block whose only escapes are `"` and `\` (most blocks of JSON
 /// log lines have one or more) is escaped without a branch: each half is spread by a
 /// shuffle from [`EXPAND`] and the backslashes are blended in. Measured: the loop that
 /// stops at each escape mispredicted a branch per `"`, and was the largest cost of the
-/// JSON flushers. Returns the output position, the bytes consumed and the `movemask` of
-/// their high bits (non-zero when one was not ASCII).
+/// JSON flushers. Returns the output position, the bytes consumed (all of them unless
+/// the last ones hold a control byte or the room is short) and the `movemask` of their
+/// high bits (non-zero when one was not ASCII).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3,popcnt")]
 fn escape_ssse3(out: &mut [MaybeUninit<u8>], mut w: usize, bytes: &[u8]) -> (usize, usize, i32) {
@@ -526,6 +527,31 @@ fn escape_ssse3(out: &mut [MaybeUninit<u8>], mut w: usize, bytes: &[u8]) -> (usi
         i += plain;
         w = put_escaped(out, w + plain, bytes[i]);
         i += 1;
+    }
+    // The last 1..=15 bytes (every line has some): padded to a block with `a`s, spread
+    // the same way when they hold no control byte and two stores fit; the position
+    // moves past their escaped form only.
+    let rem = bytes.len() - i;
+    if rem > 0 && w + 32 <= out.len() {
+        let mut block = [b'a'; 16];
+        block[..rem].copy_from_slice(&bytes[i..]);
+        // SAFETY: `block` is sixteen bytes; the stores below are in bounds by the check
+        // `w + 32 <= out.len()` (the first writes `out[w..w + 16]`, the second starts
+        // at most eight plus eight bytes later).
+        let v = unsafe { _mm_loadu_si128(block.as_ptr().cast()) };
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, last_control), v);
+        if _mm_movemask_epi8(control) == 0 {
+            high |= _mm_movemask_epi8(v);
+            let quotes = _mm_movemask_epi8(_mm_or_si128(
+                _mm_cmpeq_epi8(v, quote),
+                _mm_cmpeq_epi8(v, backslash),
+            )) as u32;
+            let after = spread(out, w, v, quotes & 0xff);
+            if rem > 8 {
+                spread(out, after, _mm_srli_si128(v, 8), quotes >> 8);
+            }
+            return (w + rem + quotes.count_ones() as usize, bytes.len(), high);
+        }
     }
     (w, i, high)
 }
