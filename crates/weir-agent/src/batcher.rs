@@ -155,6 +155,57 @@ impl Batcher {
         self.added(size)
     }
 
+    /// Adds log lines of `stream` numbered from `*index` on (moving `*index` past each),
+    /// until `lines` runs out or the batch is full: then returns the batch, and the
+    /// lines not taken stay in `lines` (call again with them).
+    ///
+    /// The same batches as [`Batcher::push_line`] line by line, with the run found once
+    /// per call instead of once per line (a file source hands lines out by the hundred).
+    pub fn push_lines(
+        &mut self,
+        stream: &Arc<str>,
+        index: &mut u64,
+        source_id: &Arc<str>,
+        lines: &mut impl Iterator<Item = LogLine>,
+    ) -> Option<Batch> {
+        let first = lines.next()?;
+        *index += 1;
+        if let Some(batch) = self.push_line(stream, *index - 1, source_id, first) {
+            return Some(batch);
+        }
+        let slot = self.last?;
+        let Batcher {
+            config,
+            streams,
+            entries,
+            bytes,
+            ..
+        } = self;
+        let run = match &mut streams[slot].entries {
+            Entries::Lines(run) if Arc::ptr_eq(&run.source_id, source_id) => run,
+            // lines among other entries: one at a time
+            _ => {
+                for line in lines.by_ref() {
+                    *index += 1;
+                    if let Some(batch) = self.push_line(stream, *index - 1, source_id, line) {
+                        return Some(batch);
+                    }
+                }
+                return None;
+            }
+        };
+        for line in lines.by_ref() {
+            *entries += 1;
+            *bytes += line.payload.len() + ENTRY_OVERHEAD;
+            *index += 1;
+            run.lines.push(line);
+            if *entries >= config.max_entries || *bytes >= config.max_bytes {
+                return self.take();
+            }
+        }
+        None
+    }
+
     /// The position of the run that entry `index` of `stream` goes to (a new run, made
     /// by `new_run` with room for that many entries, when it follows none).
     fn slot(
@@ -301,6 +352,61 @@ mod tests {
 
     fn env(n: usize) -> Envelope {
         log_envelope("t", vec![b'x'; n].into(), false)
+    }
+
+    /// Feeds the same entries to two batchers, lines one at a time to the first and by
+    /// the chunk to the second; both must cut the same batches.
+    #[test]
+    fn lines_by_the_chunk_are_batched_as_lines_one_by_one() {
+        let config = BatchConfig {
+            max_entries: 7,
+            max_bytes: 400,
+            ..BatchConfig::default()
+        };
+        let (mut one, mut many) = (Batcher::new(config.clone()), Batcher::new(config));
+        let (mut from_one, mut from_many) = (Vec::new(), Vec::new());
+        let streams: [Arc<str>; 2] = ["a/+/x".into(), "a/+/y".into()];
+        let sources: [Arc<str>; 2] = ["app".into(), "other".into()];
+        let mut next = [0u64, 100];
+        for round in 0..40usize {
+            let s = round % 3 % 2;
+            if round % 5 == 4 {
+                // an envelope amid the lines: the run is no longer lines only
+                let index = next[s];
+                next[s] += 1;
+                let entry = env(3);
+                from_one.extend(one.push(&streams[s], index, entry.clone()));
+                from_many.extend(many.push(&streams[s], index, entry));
+            }
+            let source = &sources[round % 7 % 2];
+            let lines: Vec<LogLine> = (0..round % 11)
+                .map(|k| LogLine {
+                    payload: vec![b'x'; (round * 13 + k * 29) % 90].into(),
+                    timestamp: round as i64,
+                })
+                .collect();
+            for (i, line) in lines.iter().enumerate() {
+                let index = next[s] + i as u64;
+                from_one.extend(one.push_line(&streams[s], index, source, line.clone()));
+            }
+            let mut index = next[s];
+            let mut rest = lines.clone().into_iter();
+            while let Some(b) = many.push_lines(&streams[s], &mut index, source, &mut rest) {
+                from_many.push(b);
+            }
+            next[s] += lines.len() as u64;
+            assert_eq!(
+                index, next[s],
+                "round {round}: the index moved past every line"
+            );
+        }
+        from_one.extend(one.take());
+        from_many.extend(many.take());
+        assert!(from_one.len() > 10, "the bounds were reached many times");
+        assert_eq!(from_one.len(), from_many.len());
+        for (k, (a, b)) in from_one.iter().zip(&from_many).enumerate() {
+            assert!(a == b, "batch {k} differs:\n{a:?}\n{b:?}");
+        }
     }
 
     #[test]

@@ -268,14 +268,13 @@ async fn run_batcher(
             .inc_by(chunk.lines.iter().map(|l| l.bytes.len() as u64).sum());
         // The lines of a chunk were read together: one timestamp for all of them.
         let now = weir_core::now_ns();
-        for (index, line) in (chunk.first_index..).zip(chunk.lines) {
-            let line = LogLine {
-                payload: line.bytes,
-                timestamp: now,
-            };
-            if let Some(b) = batcher.push_line(&chunk.stream, index, &source_id, line) {
-                emit(&out, &counters, b).await;
-            }
+        let mut lines = chunk.lines.into_iter().map(|line| LogLine {
+            payload: line.bytes,
+            timestamp: now,
+        });
+        let mut index = chunk.first_index;
+        while let Some(b) = batcher.push_lines(&chunk.stream, &mut index, &source_id, &mut lines) {
+            emit(&out, &counters, b).await;
         }
     }
     if let Some(b) = batcher.take() {
