@@ -864,6 +864,14 @@ mod tests {
         }
     }
 
+    /// A position below `n`, from an xorshift generator (tests repeat exactly).
+    fn pick(seed: &mut u64, n: usize) -> usize {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed % n as u64) as usize
+    }
+
     #[cfg(target_arch = "x86_64")]
     fn escaped_with(text: &str, ssse3: bool) -> Vec<u8> {
         let bytes = text.as_bytes();
@@ -895,12 +903,7 @@ mod tests {
             for len in 0..120 {
                 for _ in 0..20 {
                     let text: String = (0..len)
-                        .map(|_| {
-                            seed ^= seed << 13;
-                            seed ^= seed >> 7;
-                            seed ^= seed << 17;
-                            alphabet[(seed % alphabet.len() as u64) as usize]
-                        })
+                        .map(|_| alphabet[pick(&mut seed, alphabet.len())])
                         .collect();
                     let want = serde_json::to_vec(&text).unwrap();
                     for &ssse3 in &paths {
@@ -924,12 +927,7 @@ mod tests {
         for len in 0..200 {
             for _ in 0..20 {
                 let line: String = (0..len)
-                    .map(|_| {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 7;
-                        seed ^= seed << 17;
-                        ALPHABET[(seed % ALPHABET.len() as u64) as usize] as char
-                    })
+                    .map(|_| ALPHABET[pick(&mut seed, ALPHABET.len())] as char)
                     .collect();
                 let mut fast = Vec::new();
                 write_str(&mut fast, &line);
