@@ -47,6 +47,8 @@ pub struct AgentMetrics {
     pub spool_bytes: Gauge,
     /// Records in the spool's segment files.
     pub spool_records: Gauge,
+    /// Threads of the runtime that runs the pipelines (`weir agent --threads`).
+    pub runtime_workers: Gauge,
     ready: Family<Labels, Gauge>,
     events: Family<Labels, Counter>,
     refreshers: Mutex<Vec<Refresh>>,
@@ -101,6 +103,7 @@ impl AgentMetrics {
             dropped: Family::default(),
             spool_bytes: Gauge::default(),
             spool_records: Gauge::default(),
+            runtime_workers: Gauge::default(),
             ready: Family::default(),
             events: Family::default(),
             refreshers: Mutex::new(Vec::new()),
@@ -151,6 +154,11 @@ impl AgentMetrics {
             "weir_agent_spool_records",
             "Records in the spool's segment files",
             m.spool_records.clone(),
+        );
+        registry.register(
+            "weir_agent_runtime_workers",
+            "Threads of the runtime that runs the pipelines",
+            m.runtime_workers.clone(),
         );
         registry.register(
             "weir_agent_flusher_ready",

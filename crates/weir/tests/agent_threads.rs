@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agent_support::{AgentProc, lit};
-use common::weir_bin;
+use common::{metric_value, weir_bin};
 
 /// A file source with nothing to read and a blackhole flusher.
 fn config(dir: &Path) -> std::path::PathBuf {
@@ -25,27 +25,28 @@ fn config(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-/// The agent's threads named `tokio-rt-worker` (the runtime's workers).
-fn workers(agent: &AgentProc) -> usize {
-    let tasks = format!("/proc/{}/task", agent.child.id());
-    std::fs::read_dir(tasks)
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim() == "tokio-rt-worker")
-        .count()
+/// The runtime's worker threads, as the agent reports them (`weir_agent_runtime_workers`,
+/// read from the runtime itself: counting threads by name races with their start and
+/// counts the blocking pool's threads too).
+async fn workers(agent: &AgentProc) -> f64 {
+    metric_value(
+        &agent.metrics_text().await,
+        "weir_agent_runtime_workers",
+        "",
+    )
 }
 
-#[test]
-fn the_pipelines_run_on_one_thread_unless_told_otherwise() {
+#[tokio::test]
+async fn the_pipelines_run_on_one_thread_unless_told_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
     let one = AgentProc::start_with_args(&weir_bin(), &config, &[], Stdio::inherit());
-    assert_eq!(workers(&one), 1);
+    assert_eq!(workers(&one).await, 1.0);
     assert!(one.terminate(Duration::from_secs(20)), "stops cleanly");
 
     let three =
         AgentProc::start_with_args(&weir_bin(), &config, &["--threads", "3"], Stdio::inherit());
-    assert_eq!(workers(&three), 3);
+    assert_eq!(workers(&three).await, 3.0);
     assert!(three.terminate(Duration::from_secs(20)), "stops cleanly");
 }
 

@@ -42,6 +42,8 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<AgentConfig> {
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let config = load_config(&args.config)?;
     let metrics = Arc::new(AgentMetrics::new());
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    metrics.runtime_workers.set(workers as i64);
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_task = match args.metrics_addr {
         Some(addr) => {
