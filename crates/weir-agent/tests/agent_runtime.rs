@@ -44,6 +44,12 @@ async fn file_lines_reach_the_collector_and_the_checkpoint_follows() {
     .await;
     let text = agent.metrics().render();
     assert_eq!(metric(&text, "weir_agent_read_lines_total", "app"), 1000.0);
+    let line_bytes: usize = lines.iter().map(|l| l.len()).sum();
+    assert_eq!(
+        metric(&text, "weir_agent_read_bytes_total", "app"),
+        line_bytes as f64,
+        "the lines' bytes, newlines excluded"
+    );
     assert_eq!(
         metric(&text, "weir_agent_flushed_entries_total", "central"),
         1000.0

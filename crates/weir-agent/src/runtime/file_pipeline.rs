@@ -263,9 +263,7 @@ async fn run_batcher(
         };
         let Some(chunk) = chunk else { break };
         counters.read_lines.inc_by(chunk.lines.len() as u64);
-        counters
-            .read_bytes
-            .inc_by(chunk.lines.iter().map(|l| l.bytes.len() as u64).sum());
+        counters.read_bytes.inc_by(chunk.bytes);
         // The lines of a chunk were read together: one timestamp for all of them.
         let now = weir_core::now_ns();
         let mut lines = chunk.lines.into_iter().map(|line| LogLine {

@@ -115,6 +115,8 @@ pub struct LineChunk {
     pub file_identity: FileIdentity,
     /// The lines.
     pub lines: Vec<ChunkLine>,
+    /// Bytes of the lines, all together (counted once, as they were cut).
+    pub bytes: u64,
 }
 
 /// One line of a [`LineChunk`] (see [`Line`] for the fields).

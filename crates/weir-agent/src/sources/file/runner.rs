@@ -186,6 +186,7 @@ impl Runner {
                     first_index: first,
                     file_identity: identity,
                     lines: Vec::with_capacity(n),
+                    bytes: 0,
                 };
                 let mut sent = Sent::default();
                 for piece in st.ready.drain(..n) {
@@ -196,6 +197,7 @@ impl Runner {
                         split: piece.split,
                     });
                 }
+                chunk.bytes = sent.bytes;
                 match tx.try_send(chunk) {
                     Ok(()) => sent.flush(&self.ctx.stats),
                     Err(mpsc::error::TrySendError::Full(chunk)) => {
