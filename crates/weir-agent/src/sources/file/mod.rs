@@ -55,6 +55,7 @@ mod discover;
 mod error;
 pub mod identity;
 pub mod lines;
+mod read_buffers;
 pub mod registry;
 pub mod resume;
 mod runner;
@@ -68,7 +69,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use acks::CheckpointHandle;
@@ -80,6 +81,7 @@ pub use stats::{FileSourceStats, FileSourceStatsSnapshot};
 pub use template::hostname;
 
 use acks::Shared;
+use read_buffers::ReadBuffers;
 use registry::Registry;
 use runner::{LineTx, Runner};
 use stream::Ctx;
@@ -197,7 +199,7 @@ impl FileSource {
                 fingerprint_bytes: config.fingerprint_bytes,
                 max_line: config.max_line_bytes,
                 needs_persist: false,
-                buf: BytesMut::new(),
+                buffers: ReadBuffers::default(),
             },
             matcher: compiled.matcher,
             template: compiled.template,

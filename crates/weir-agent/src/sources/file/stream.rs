@@ -34,10 +34,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-
 use super::acks::Shared;
 use super::lines::Piece;
+use super::read_buffers::ReadBuffers;
 use super::registry::Registry;
 use super::stats::{FileSourceStats, add};
 use super::tail::TailedFile;
@@ -54,7 +53,8 @@ pub(crate) struct Ctx {
     pub max_line: usize,
     /// A file was started or queued: write the checkpoints before handing out more.
     pub needs_persist: bool,
-    pub buf: BytesMut,
+    /// The buffers files are read into.
+    pub buffers: ReadBuffers,
 }
 
 impl Ctx {
@@ -135,7 +135,7 @@ impl StreamTail {
                 continue;
             }
             let mut out = Vec::new();
-            match cur.read_chunk(&mut ctx.buf, &mut out) {
+            match cur.read_chunk(&ctx.buffers, &mut out) {
                 Ok(0) if cur.replaced => {}
                 Ok(0) if cur.draining => {
                     self.ready.extend(cur.splitter.take_held());

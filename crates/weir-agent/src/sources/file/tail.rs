@@ -10,13 +10,9 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
-
 use super::identity::{FileIdentity, Fingerprint};
 use super::lines::{Piece, Splitter};
-
-/// Bytes read from a file at a time (and at most per file per round of the source).
-pub(crate) const CHUNK_BYTES: usize = 128 * 1024;
+use super::read_buffers::ReadBuffers;
 
 /// A file being read.
 #[derive(Debug)]
@@ -74,7 +70,7 @@ impl TailedFile {
     /// shorter than the offset, same first bytes. So a file truncated and written again
     /// meanwhile is restarted at 0 rather than read on from the old offset in the middle
     /// of its new content. Polls check that too; this closes the gap between two polls.
-    pub fn read_chunk(&mut self, buf: &mut BytesMut, out: &mut Vec<Piece>) -> io::Result<usize> {
+    pub fn read_chunk(&mut self, buffers: &ReadBuffers, out: &mut Vec<Piece>) -> io::Result<usize> {
         if self.recheck && !self.replaced {
             let size = self.file.metadata()?.len();
             let fp = self.identity.fingerprint;
@@ -83,19 +79,22 @@ impl TailedFile {
                 return Ok(0);
             }
         }
-        buf.clear();
-        buf.resize(CHUNK_BYTES, 0);
+        let mut buf = buffers.take();
         let n = loop {
-            match self.file.read_at(&mut buf[..], self.offset()) {
+            match self.file.read_at(&mut buf, self.offset()) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    buffers.give_back(buf);
+                    return Err(e);
+                }
             }
         };
-        buf.truncate(n);
         self.recheck = n == 0;
-        if n > 0 {
-            let chunk: Bytes = buf.split().freeze();
+        if n == 0 {
+            buffers.give_back(buf);
+        } else {
+            let chunk = buffers.freeze(buf, n);
             self.splitter.push(&chunk, out);
         }
         Ok(n)
