@@ -485,20 +485,28 @@ mod tests {
         let c = h.checkpoint(&s).unwrap();
         assert_eq!((c.file, c.offset, c.next_index), (id(2), 0, 1));
     }
-    /// Waits (bounded) until the checkpoint on disk of `stream` reaches `next_index`.
-    fn on_disk_reaches(h: &CheckpointHandle, stream: &str, next_index: u64) -> bool {
+    /// Whether `cond` holds within ten seconds (checked every 5 ms).
+    fn eventually(mut cond: impl FnMut() -> bool) -> bool {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::time::Instant::now() < deadline {
-            let on_disk = h.shared.store.load().unwrap();
-            if on_disk
-                .get(stream)
-                .is_some_and(|c| c.next_index == next_index)
-            {
+            if cond() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        false
+        cond()
+    }
+
+    /// Whether the checkpoint on disk of `stream` reaches `next_index` (bounded wait).
+    fn on_disk_reaches(h: &CheckpointHandle, stream: &str, next_index: u64) -> bool {
+        eventually(|| {
+            h.shared
+                .store
+                .load()
+                .unwrap()
+                .get(stream)
+                .is_some_and(|c| c.next_index == next_index)
+        })
     }
 
     /// The persister writes acknowledgements on its own: the first at once, later ones
@@ -530,10 +538,10 @@ mod tests {
             on_disk_reaches(&h, &s, 100),
             "a burst is written by its end"
         );
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !lock(&h.shared.book).persister_idle && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        assert!(
+            eventually(|| lock(&h.shared.book).persister_idle),
+            "the persister waits for a change"
+        );
         h.shared.set_queued(&s, vec![id(2)]);
         h.acknowledge(&s, 200).unwrap();
         assert!(on_disk_reaches(&h, &s, 200), "written though already dirty");
