@@ -296,6 +296,7 @@ impl Spool {
                     if !waited {
                         waited = true;
                         self.shared.core().counters.blocked_appends += 1;
+                        self.shared.loss.notify_one();
                         tracing::debug!("spool full: append waits for acknowledgements");
                     }
                     space.await;
@@ -352,6 +353,14 @@ impl Spool {
     /// A snapshot of sizes, positions and loss counters.
     pub fn stats(&self) -> SpoolStats {
         self.shared.core().stats()
+    }
+
+    /// Returns once a count of loss may have grown (`blocked_appends`, or
+    /// `dropped_records`) since the last time it returned; compare [`stats`](Self::stats)
+    /// to see what. Meant for one waiter (the events watcher): a growth that comes while
+    /// nobody waits is kept for the next call.
+    pub async fn loss_grew(&self) {
+        self.shared.loss.notified().await;
     }
 
     /// Makes every record appended and every acknowledgement made so far durable, now,

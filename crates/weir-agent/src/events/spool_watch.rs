@@ -2,27 +2,35 @@
 //! appends had to wait for room (`when_full = "block"`), `spool_dropped` with the
 //! number of records `when_full = "drop_oldest"` removed before every flusher had them.
 //!
-//! The spool counts these itself ([`crate::spool::SpoolStats`]); the watcher looks at
-//! the counts every [`CHECK_EVERY`] and reports what grew, at most once per rate-limit
-//! interval per type, the count carrying everything since the last report.
+//! The spool counts these itself ([`crate::spool::SpoolStats`]) and signals when they
+//! grow ([`Spool::loss_grew`]); the watcher then reports what grew, at most once per
+//! rate-limit interval per type, the count carrying everything since the last report.
+//! While a report is held back by the rate limit, it looks again every
+//! [`RETRY_HELD_EVERY`]; otherwise it only wakes when the spool signals.
 
 use std::time::Duration;
 
 use super::{AgentEvents, fields, kind};
 use crate::spool::Spool;
 
-/// How often the spool's counters are looked at.
-pub const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How often a report held back by the rate limit is tried again.
+pub const RETRY_HELD_EVERY: Duration = Duration::from_millis(500);
 
 /// Runs until aborted. `name` tells which spool in the events: `spool` for the agent's
 /// spool, `spill/<source>/<flusher>` for a flusher's spill spool.
 pub async fn watch(spool: Spool, name: String, events: AgentEvents) {
     let first = spool.stats();
     let (mut blocked, mut dropped) = (first.blocked_appends, first.dropped_records);
-    let mut tick = tokio::time::interval(CHECK_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut held = false;
     loop {
-        tick.tick().await;
+        if held {
+            tokio::select! {
+                () = spool.loss_grew() => {}
+                () = tokio::time::sleep(RETRY_HELD_EVERY) => {}
+            }
+        } else {
+            spool.loss_grew().await;
+        }
         let s = spool.stats();
         if s.blocked_appends > blocked {
             let waits = s.blocked_appends - blocked;
@@ -63,5 +71,6 @@ pub async fn watch(spool: Spool, name: String, events: AgentEvents) {
                 dropped = s.dropped_records;
             }
         }
+        held = s.blocked_appends > blocked || s.dropped_records > dropped;
     }
 }

@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     pub(crate) appended: Notify,
     /// Signalled when an acknowledgement may have freed space (blocked appends wait).
     pub(crate) space: Notify,
+    /// Signalled when a count of loss grew: an append found the spool full, or
+    /// `drop_oldest` dropped records (the events watcher waits on it).
+    pub(crate) loss: Notify,
     /// The directory lock, held while this lives.
     _dir_lock: Box<dyn Any + Send + Sync>,
 }
@@ -71,6 +74,7 @@ impl Shared {
             cursor_serial: Mutex::new(()),
             appended: Notify::new(),
             space: Notify::new(),
+            loss: Notify::new(),
             _dir_lock: dir_lock,
         }
     }
@@ -83,17 +87,22 @@ impl Shared {
     /// `always`, returns after the record is synced.
     pub(crate) fn append(&self, payload: &[u8]) -> Result<Option<u64>, SpoolError> {
         let mut deletions = Vec::new();
-        let appended = {
+        let (appended, dropped) = {
             let mut core = self.core();
-            core.check_writable().and_then(|()| {
+            let dropped_before = core.counters.dropped_records;
+            let appended = core.check_writable().and_then(|()| {
                 let frame = (FRAME_HEADER_LEN + payload.len()) as u64;
                 if core.make_room(frame, &mut deletions)? {
                     core.write_record(payload).map(Some)
                 } else {
                     Ok(None)
                 }
-            })
+            });
+            (appended, core.counters.dropped_records > dropped_before)
         };
+        if dropped {
+            self.loss.notify_one();
+        }
         self.remove_files(deletions);
         let appended = appended?;
         if appended.is_some() && self.config.fsync == FsyncPolicy::Always {
