@@ -1,7 +1,8 @@
 //! Two `weir serve --store nats://…` processes on one `nats-server` act as one
 //! collector: the same bundles ingested through both at once are stored once, and a
 //! stream written through one is followed live through the other (history then live,
-//! no gap, no duplicate).
+//! no gap, no duplicate). A collector lost with `kill -9` loses nothing: producers and
+//! readers go on through the other.
 
 mod common;
 
@@ -189,4 +190,134 @@ async fn a_stream_written_through_a_is_followed_live_through_b() {
     assert!(done.is_ok(), "the follow through B ends at the termination");
     let want: Vec<(u64, String)> = (0..TOTAL).map(|i| (i, format!("{path} #{i}"))).collect();
     assert_eq!(got, want, "exactly 0..{TOTAL}, in order, through B");
+}
+
+/// What the README says of a collector lost: a producer that loses collector A with
+/// `kill -9` resends its last bundle to B (a duplicate: stored once), goes on through
+/// B, and a reader that followed through A follows on through B from where it stopped:
+/// the stream holds exactly 0..120, one JetStream record per bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_lost_with_kill_9_loses_nothing_and_stores_nothing_twice() {
+    const PER: u64 = 10;
+    const BEFORE: u64 = 60;
+    const TOTAL: u64 = 120;
+    let nats = NatsServer::start();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (collector(&nats, da.path()), collector(&nats, db.path()));
+    let path = "lost/+/a";
+    let mut ia = IngestClient::connect(a.grpc_uri()).await.unwrap();
+    let mut follow_a = None;
+    for first in (0..BEFORE).step_by(PER as usize) {
+        let resp = ia
+            .send(wv1::Bundle {
+                streams: vec![append(path, first, first + PER, None)],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(resp.results[0].result, Some(R::StoredNext(first + PER)));
+        if follow_a.is_none() {
+            // A reader follows through A once the stream exists.
+            let follow = StreamsClient::connect(a.grpc_uri())
+                .await
+                .unwrap()
+                .follow(FollowRequest {
+                    path: path.into(),
+                    from: 0,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            follow_a = Some(follow);
+        }
+    }
+    let mut follow_a = follow_a.expect("a follow through A");
+    // The reader takes what A serves of the acknowledged part; then A dies.
+    let mut got: Vec<(u64, String)> = Vec::new();
+    while (got.len() as u64) < BEFORE {
+        let resp = tokio::time::timeout(PATIENCE, follow_a.message())
+            .await
+            .expect("entries within the patience")
+            .unwrap()
+            .expect("the follow goes on");
+        got.extend(
+            resp.entries
+                .iter()
+                .map(|e| (e.index, text(e.envelope.as_ref().unwrap()))),
+        );
+    }
+    a.kill9();
+    let ended = tokio::time::timeout(PATIENCE, follow_a.message())
+        .await
+        .expect("the follow through A ends when A dies");
+    assert!(
+        !matches!(ended, Ok(Some(_))),
+        "nothing more through a dead collector: {ended:?}"
+    );
+
+    // The producer did not know whether its last bundle was stored: it sends it again,
+    // to B, and goes on there.
+    let mut ib = IngestClient::connect(b.grpc_uri()).await.unwrap();
+    let resend = ib
+        .send(wv1::Bundle {
+            streams: vec![append(path, BEFORE - PER, BEFORE, None)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resend.results[0].result,
+        Some(R::StoredNext(BEFORE)),
+        "a resend of what A stored is a duplicate"
+    );
+    assert_eq!(
+        stream_records(&nats.url(), "js", path).await,
+        BEFORE / PER,
+        "one record per bundle: the resend added none"
+    );
+    let mut follow_b = StreamsClient::connect(b.grpc_uri())
+        .await
+        .unwrap()
+        .follow(FollowRequest {
+            path: path.into(),
+            from: got.len() as u64,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for first in (BEFORE..TOTAL).step_by(PER as usize) {
+        let end = first + PER;
+        let terminal = (end == TOTAL).then_some(TOTAL);
+        let resp = ib
+            .send(wv1::Bundle {
+                streams: vec![append(path, first, end, terminal)],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(resp.results[0].result, Some(R::StoredNext(end)));
+    }
+    let done = tokio::time::timeout(PATIENCE, async {
+        while let Some(resp) = follow_b.message().await.expect("follow message") {
+            got.extend(
+                resp.entries
+                    .iter()
+                    .map(|e| (e.index, text(e.envelope.as_ref().unwrap()))),
+            );
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "the follow through B ends at the termination");
+    let want: Vec<(u64, String)> = (0..TOTAL).map(|i| (i, format!("{path} #{i}"))).collect();
+    assert_eq!(
+        got, want,
+        "exactly 0..{TOTAL}, in order, across the two collectors"
+    );
+    assert_eq!(
+        stream_records(&nats.url(), "js", path).await,
+        TOTAL / PER + 1,
+        "one record per bundle, and the termination's own"
+    );
 }
