@@ -270,16 +270,18 @@ impl Js {
         }
     }
 
-    /// The first record on `subject` (up to sequence `last_seq`) for which `pred` holds,
-    /// `pred` being false then true along the subject (index and ingest time only grow).
-    /// Binary search over stream sequences: O(log n) gets.
+    /// The first record on `subject` between sequences `from_seq` and `last_seq` for
+    /// which `pred` holds, `pred` being false then true along the subject (index and
+    /// ingest time only grow), and false for every record before `from_seq`. Binary
+    /// search over stream sequences: O(log(last_seq - from_seq)) gets.
     pub async fn search(
         &self,
         subject: &str,
+        from_seq: u64,
         last_seq: u64,
         pred: impl Fn(&RecordHead) -> bool,
     ) -> Result<Option<(RecordHead, StreamMessage)>, StoreError> {
-        let (mut lo, mut hi) = (1u64, last_seq.saturating_add(1));
+        let (mut lo, mut hi) = (from_seq.max(1), last_seq.saturating_add(1));
         let mut best = None;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;

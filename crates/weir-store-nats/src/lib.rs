@@ -49,11 +49,13 @@
 //! *n*-th message of a subject". Records on a subject are in index order (the
 //! compare-and-set makes them tile `0..next` with no gap or overlap), and
 //! `STREAM.MSG.GET` with `next_by_subj` gives the first record of a subject at or after
-//! any stream sequence. Reading index *i* is a binary search over stream sequences
-//! `1..=s_last` for the first record whose `first + count > i` — O(log n) gets — and
-//! then `next_by_subj` from there on. `index_at_time` is the same search on
-//! `Weir-Ingest`. All these gets go to the stream leader, so they see every
-//! acknowledged write.
+//! any stream sequence. Reading index *i* takes the subject's first record
+//! (`next_by_subj` from 1) when it holds *i* — a read from the start, the common case —
+//! else a binary search over the stream sequences after it, up to `s_last`, for the
+//! first record whose `first + count > i` — O(log n) gets — and then `next_by_subj`
+//! from there on. A read in the last record takes that record directly.
+//! `index_at_time` is the same search on `Weir-Ingest`. All these gets go to the
+//! stream leader, so they see every acknowledged write.
 //!
 //! # Notifications and follow
 //!

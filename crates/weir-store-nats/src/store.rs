@@ -196,9 +196,9 @@ impl Inner {
         } else {
             match self.js.next_from(subject, 1).await? {
                 Some((first, _)) if first.ingest_ns >= expired => first.first,
-                Some(_) => self
+                Some((first, _)) => self
                     .js
-                    .search(subject, tail.seq, |h| h.ingest_ns >= expired)
+                    .search(subject, first.seq + 1, tail.seq, |h| h.ingest_ns >= expired)
                     .await?
                     .map(|(h, _)| h.first)
                     .unwrap_or(tail.next),
@@ -249,13 +249,22 @@ impl Inner {
         if from >= to || tail.seq == 0 {
             return Ok(out);
         }
-        // Live readers mostly want the last record: fetch it directly.
+        // Live readers mostly want the last record: fetch it directly. Below the tail,
+        // reads from the start (the low-water mark) are the common case: the subject's
+        // first record, then a search only from there when it ends before `from`.
         let mut cur = if from >= tail.first {
             self.js.next_from(subject, tail.seq).await?
         } else {
-            self.js
-                .search(subject, tail.seq, |h| h.end() > from)
-                .await?
+            match self.js.next_from(subject, 1).await? {
+                Some((first, _)) if first.seq > tail.seq => None,
+                Some((first, msg)) if first.end() > from => Some((first, msg)),
+                Some((first, _)) => {
+                    self.js
+                        .search(subject, first.seq + 1, tail.seq, |h| h.end() > from)
+                        .await?
+                }
+                None => None,
+            }
         };
         let mut index = from;
         while let Some((head, msg)) = cur {
@@ -628,7 +637,7 @@ impl Inner {
         }
         let found = self
             .js
-            .search(&subject, tail.seq, |h| h.ingest_ns >= time_ns)
+            .search(&subject, 1, tail.seq, |h| h.ingest_ns >= time_ns)
             .await?;
         Ok(Some(match found {
             Some((h, _)) => h.first.max(low).min(tail.next),
@@ -702,7 +711,9 @@ impl Inner {
             }
             let keep = self
                 .js
-                .search(&subject, last.seq, |h| h.ingest_ns >= through)
+                .search(&subject, first.seq + 1, last.seq, |h| {
+                    h.ingest_ns >= through
+                })
                 .await?
                 .map(|(h, _)| h)
                 .unwrap_or(last);

@@ -629,6 +629,11 @@ pub async fn read_ranges_across_chunks_and_limits(backend: &dyn Backend) {
     let mid = read(s, "rd/+/a", 33, 20).await;
     assert_eq!(mid.started_at, 33);
     assert_entries(&mid.entries, "a", 33..53, 0);
+    // From every index: in the first chunk, the one after it, and every other.
+    for from in 0..350 {
+        let got = read(s, "rd/+/a", from, 3).await;
+        assert_entries(&got.entries, "a", from..(from + 3).min(350), 0);
+    }
     assert_entries(&read(s, "rd/+/a", 349, 10).await.entries, "a", 349..350, 0);
     let end = read(s, "rd/+/a", 350, 10).await;
     assert!(end.entries.is_empty());
