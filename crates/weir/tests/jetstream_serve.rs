@@ -45,6 +45,61 @@ fn text(e: &lv2::Envelope) -> String {
     }
 }
 
+/// A live follow of `path` from `from` through the collector at `uri`.
+async fn follow(uri: String, path: &str, from: u64) -> tonic::Streaming<wv1::ReadResponse> {
+    StreamsClient::connect(uri)
+        .await
+        .unwrap()
+        .follow(FollowRequest {
+            path: path.into(),
+            from,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Adds a follow response's entries to `got` as (index, text).
+fn take(got: &mut Vec<(u64, String)>, resp: &wv1::ReadResponse) {
+    got.extend(
+        resp.entries
+            .iter()
+            .map(|e| (e.index, text(e.envelope.as_ref().unwrap()))),
+    );
+}
+
+/// Reads `follow` until `got` holds `count` entries (bounded by the patience).
+async fn take_until(
+    follow: &mut tonic::Streaming<wv1::ReadResponse>,
+    got: &mut Vec<(u64, String)>,
+    count: u64,
+) {
+    while (got.len() as u64) < count {
+        let resp = tokio::time::timeout(PATIENCE, follow.message())
+            .await
+            .expect("entries within the patience")
+            .unwrap()
+            .expect("the follow goes on");
+        take(got, &resp);
+    }
+}
+
+/// Reads `follow` to its end (the stream's termination); whether it ended within the
+/// patience.
+async fn take_to_end(
+    follow: &mut tonic::Streaming<wv1::ReadResponse>,
+    got: &mut Vec<(u64, String)>,
+) -> bool {
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(resp) = follow.message().await.expect("follow message") {
+            take(got, &resp);
+        }
+    })
+    .await
+    .is_ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_bundles_through_two_collectors_are_stored_once() {
     const STREAMS: u64 = 8;
@@ -135,30 +190,10 @@ async fn a_stream_written_through_a_is_followed_live_through_b() {
         .into_inner();
     assert_eq!(resp.results[0].result, Some(R::StoredNext(HISTORY)));
 
-    let mut streams = StreamsClient::connect(b.grpc_uri()).await.unwrap();
-    let mut follow = streams
-        .follow(FollowRequest {
-            path: path.into(),
-            from: 0,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut follow = follow(b.grpc_uri(), path, 0).await;
     let mut got: Vec<(u64, String)> = Vec::new();
     // The history arrives before anything more is written.
-    while (got.len() as u64) < HISTORY {
-        let resp = tokio::time::timeout(PATIENCE, follow.message())
-            .await
-            .expect("history within the patience")
-            .unwrap()
-            .expect("the follow goes on");
-        got.extend(
-            resp.entries
-                .iter()
-                .map(|e| (e.index, text(e.envelope.as_ref().unwrap()))),
-        );
-    }
+    take_until(&mut follow, &mut got, HISTORY).await;
     // The live part, through A, in small bundles; the last one terminates the stream.
     let producer = tokio::spawn(async move {
         let mut next = HISTORY;
@@ -176,18 +211,9 @@ async fn a_stream_written_through_a_is_followed_live_through_b() {
             next = end;
         }
     });
-    let done = tokio::time::timeout(PATIENCE, async {
-        while let Some(resp) = follow.message().await.expect("follow message") {
-            got.extend(
-                resp.entries
-                    .iter()
-                    .map(|e| (e.index, text(e.envelope.as_ref().unwrap()))),
-            );
-        }
-    })
-    .await;
+    let done = take_to_end(&mut follow, &mut got).await;
     producer.await.expect("producer");
-    assert!(done.is_ok(), "the follow through B ends at the termination");
+    assert!(done, "the follow through B ends at the termination");
     let want: Vec<(u64, String)> = (0..TOTAL).map(|i| (i, format!("{path} #{i}"))).collect();
     assert_eq!(got, want, "exactly 0..{TOTAL}, in order, through B");
 }
@@ -218,35 +244,13 @@ async fn a_collector_lost_with_kill_9_loses_nothing_and_stores_nothing_twice() {
         assert_eq!(resp.results[0].result, Some(R::StoredNext(first + PER)));
         if follow_a.is_none() {
             // A reader follows through A once the stream exists.
-            let follow = StreamsClient::connect(a.grpc_uri())
-                .await
-                .unwrap()
-                .follow(FollowRequest {
-                    path: path.into(),
-                    from: 0,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            follow_a = Some(follow);
+            follow_a = Some(follow(a.grpc_uri(), path, 0).await);
         }
     }
     let mut follow_a = follow_a.expect("a follow through A");
     // The reader takes what A serves of the acknowledged part; then A dies.
     let mut got: Vec<(u64, String)> = Vec::new();
-    while (got.len() as u64) < BEFORE {
-        let resp = tokio::time::timeout(PATIENCE, follow_a.message())
-            .await
-            .expect("entries within the patience")
-            .unwrap()
-            .expect("the follow goes on");
-        got.extend(
-            resp.entries
-                .iter()
-                .map(|e| (e.index, text(e.envelope.as_ref().unwrap()))),
-        );
-    }
+    take_until(&mut follow_a, &mut got, BEFORE).await;
     a.kill9();
     let ended = tokio::time::timeout(PATIENCE, follow_a.message())
         .await
@@ -276,17 +280,7 @@ async fn a_collector_lost_with_kill_9_loses_nothing_and_stores_nothing_twice() {
         BEFORE / PER,
         "one record per bundle: the resend added none"
     );
-    let mut follow_b = StreamsClient::connect(b.grpc_uri())
-        .await
-        .unwrap()
-        .follow(FollowRequest {
-            path: path.into(),
-            from: got.len() as u64,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut follow_b = follow(b.grpc_uri(), path, got.len() as u64).await;
     for first in (BEFORE..TOTAL).step_by(PER as usize) {
         let end = first + PER;
         let terminal = (end == TOTAL).then_some(TOTAL);
@@ -299,17 +293,10 @@ async fn a_collector_lost_with_kill_9_loses_nothing_and_stores_nothing_twice() {
             .into_inner();
         assert_eq!(resp.results[0].result, Some(R::StoredNext(end)));
     }
-    let done = tokio::time::timeout(PATIENCE, async {
-        while let Some(resp) = follow_b.message().await.expect("follow message") {
-            got.extend(
-                resp.entries
-                    .iter()
-                    .map(|e| (e.index, text(e.envelope.as_ref().unwrap()))),
-            );
-        }
-    })
-    .await;
-    assert!(done.is_ok(), "the follow through B ends at the termination");
+    assert!(
+        take_to_end(&mut follow_b, &mut got).await,
+        "the follow through B ends at the termination"
+    );
     let want: Vec<(u64, String)> = (0..TOTAL).map(|i| (i, format!("{path} #{i}"))).collect();
     assert_eq!(
         got, want,
