@@ -24,6 +24,10 @@ use crate::{
     Registration, RetentionReport, StoreError, StoredEntry, StreamState, TerminateOutcome,
 };
 
+/// Longest wait at close for the memtables to be flushed (see
+/// `Engine::flush_and_sync`).
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
+
 /// Number of per-stream write locks (a stream uses the one its path hashes to).
 const STRIPES: usize = 256;
 /// Keyspace of stream records, keyed by path.
@@ -134,15 +138,42 @@ impl Engine {
         })
     }
 
-    /// Flushes every memtable to disk and fsyncs the journal: everything written so far
-    /// is durable and the next open has little journal to replay.
+    /// Fsyncs the journal, then flushes every memtable to disk: everything written so
+    /// far is durable, and the next open has little journal to replay.
+    ///
+    /// The flush is waited for at most [`FLUSH_WAIT`]: fjall's own wait loops until no
+    /// sealed memtable is left, and a memtable that its workers leave sealed (seen once
+    /// in CI at close; fjall-rs/fjall#257 is of that kind) would make it loop forever,
+    /// and `weir serve` never stop. The journal already holds every write, so giving up
+    /// costs only a longer replay at the next open; the wait goes on in a thread of its
+    /// own until the process exits.
     pub fn flush_and_sync(&self) -> Result<(), StoreError> {
+        self.db
+            .persist(PersistMode::SyncAll)
+            .map_err(unavailable("syncing the journal"))?;
         let mut keyspaces = vec![self.registry.clone(), self.meta.clone()];
         keyspaces.extend(self.read_partitions().live.values().cloned());
-        for keyspace in keyspaces {
-            keyspace
-                .rotate_memtable_and_wait()
-                .map_err(unavailable("flushing memtables"))?;
+        let (done, flushed) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("weir-store-flush".into())
+            .spawn(move || {
+                let result = keyspaces
+                    .iter()
+                    .try_for_each(|k| k.rotate_memtable_and_wait());
+                let _ = done.send(result);
+            })
+            .map_err(|e| StoreError::Unavailable(format!("starting the memtable flush: {e}")))?;
+        match flushed.recv_timeout(FLUSH_WAIT) {
+            Ok(result) => result.map_err(unavailable("flushing memtables"))?,
+            Err(RecvTimeoutError::Timeout) => tracing::warn!(
+                "store: memtables not flushed within {FLUSH_WAIT:?} at close; the journal \
+                 holds every write and is replayed at the next open"
+            ),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(StoreError::Unavailable(
+                    "flushing memtables: the flush thread ended without a result".into(),
+                ));
+            }
         }
         self.db
             .persist(PersistMode::SyncAll)
