@@ -513,12 +513,10 @@ fn escape_avx512(out: &mut [MaybeUninit<u8>], mut w: usize, bytes: &[u8]) -> (us
         let controls = _mm256_cmple_epu8_mask(v, last_control);
         let quotes = _mm256_cmpeq_epi8_mask(v, quote) | _mm256_cmpeq_epi8_mask(v, backslash);
         if controls == 0 {
-            if quotes == 0 {
-                unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(w).cast(), v) };
-                w += 32;
-            } else {
-                w = spread(out, w, v, quotes);
-            }
+            // Spread even when no byte needs escaping: a branch on that is mispredicted
+            // often in log lines, and costs more than the spread (encode_bench: 0.34 →
+            // 0.32 CPU s/GiB, median of 9 alternated runs).
+            w = spread(out, w, v, quotes);
             i += 32;
             continue;
         }
