@@ -68,6 +68,36 @@ impl Matcher {
             .any(|p| p.matches_path_with(path, OPTIONS))
     }
 
+    /// The directories where new matching paths can appear without any directory
+    /// being created first: each `include` pattern's leading directories up to the
+    /// first wildcard (for `/var/log/app/*.log`, `/var/log/app`).
+    pub fn base_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (text, _) in &self.include {
+            let mut base = PathBuf::new();
+            let mut wild = false;
+            for part in Path::new(text).components() {
+                if part.as_os_str().to_string_lossy().contains(['*', '?', '[']) {
+                    wild = true;
+                    break;
+                }
+                base.push(part);
+            }
+            // A pattern without a wildcard names one file: its directory.
+            let dir = if wild {
+                Some(base)
+            } else {
+                base.parent().map(Path::to_path_buf)
+            };
+            if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty())
+                && !dirs.contains(&dir)
+            {
+                dirs.push(dir);
+            }
+        }
+        dirs
+    }
+
     /// Walks the file system for regular files matching the globs, at most `limit` of
     /// them (the rest are left for when the source follows fewer paths).
     pub fn scan(&self, limit: usize) -> Scan {
@@ -119,5 +149,29 @@ mod tests {
         assert!(m.matches(&d.join("gone.log")));
         assert!(!m.matches(&d.join("b.log")));
         assert_eq!(m.scan(1).paths.len(), 1);
+    }
+
+    #[test]
+    fn base_dirs_stop_at_the_first_wildcard() {
+        let m = Matcher::new(
+            &[
+                "/var/log/app/*.log".to_string(),
+                "/var/log/**/x.log".to_string(),
+                "/srv/one.log".to_string(),
+                "/var/log/app/b?.log".to_string(),
+                "rel/[ab].log".to_string(),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            m.base_dirs(),
+            vec![
+                PathBuf::from("/var/log/app"),
+                PathBuf::from("/var/log"),
+                PathBuf::from("/srv"),
+                PathBuf::from("rel"),
+            ]
+        );
     }
 }

@@ -24,7 +24,10 @@
 //! # How files are followed
 //!
 //! Polling, every `poll_interval_ms`: the globs are re-run (new files become streams),
-//! and each followed file is stat'ed through its descriptor and its path. Rename
+//! each followed file is stat'ed through its descriptor and its path, and what was
+//! appended is read. After a poll that found nothing new, a change event (inotify)
+//! brings the next poll forward, so a quiet file's line is read at once,
+//! while a file that keeps growing is read once per interval, in big batches. Rename
 //! rotation, copytruncate, deletion and the held last line are described in [`stream`];
 //! how a file is told from its successor (device, inode and a checksum of its first
 //! bytes) in [`identity`]. A last line without a `\n` is handed out only when its file
@@ -49,6 +52,7 @@
 //! ```
 
 mod acks;
+mod changes;
 pub mod checkpoint;
 mod config;
 mod discover;
@@ -188,6 +192,7 @@ impl FileSource {
         ));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
+            .enable_io()
             .build()
             .map_err(start_error)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -201,7 +206,9 @@ impl FileSource {
                 needs_persist: false,
                 buffers: ReadBuffers::default(),
             },
+            base_dirs: compiled.matcher.base_dirs(),
             matcher: compiled.matcher,
+            source_name: name.to_string(),
             template: compiled.template,
             config,
             streams: Vec::new(),

@@ -7,8 +7,12 @@
 //! reads one chunk per stream in turn (so one busy file cannot starve the others); when
 //! none has, it sleeps until the next poll.
 //!
-//! Each round of polling re-runs the globs (new paths become streams) and stats every
-//! followed file (rotation, truncation, deletion: see [`stream`](super::stream)).
+//! Each round of polling (a *look*) re-runs the globs (new paths become streams) and
+//! stats every followed file (rotation, truncation, deletion: see
+//! [`stream`](super::stream)). Looks come every `poll_interval_ms`. When the last look
+//! found nothing new, a change event ([`changes`](super::changes)) brings the next one
+//! forward, so a quiet file's new line is read at once; while files keep growing,
+//! events are left aside and the files are read once per interval, in big batches.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -18,6 +22,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::changes::Watcher;
 use super::config::{FileSourceConfig, ReadFrom};
 use super::discover::Matcher;
 use super::resume::resume;
@@ -71,6 +76,9 @@ pub(crate) enum LineTx {
 pub(crate) struct Runner {
     pub config: FileSourceConfig,
     pub matcher: Matcher,
+    /// Where new matching paths appear (watched for new names).
+    pub base_dirs: Vec<PathBuf>,
+    pub source_name: String,
     pub template: StreamTemplate,
     pub ctx: Ctx,
     pub streams: Vec<StreamTail>,
@@ -85,19 +93,26 @@ impl Runner {
     /// Runs until shutdown is signalled (or its sender dropped), or the channel closes.
     pub async fn run(mut self) {
         let interval = self.config.poll_interval();
+        let mut watcher = Watcher::new(self.config.inotify, &self.source_name);
         self.discover(true);
         let mut next_poll = Instant::now();
+        // Whether anything was read since the last look: then change events are left
+        // aside until the next poll (the file is busy; batches stay big).
+        let mut read_since_look = false;
         loop {
             if self.stopping() {
                 return;
             }
             if Instant::now() >= next_poll {
+                watcher.drain();
                 self.discover(false);
                 for st in &mut self.streams {
                     st.poll(&mut self.ctx);
                 }
+                self.watch(&mut watcher);
                 add(&self.ctx.stats.polls, 1);
                 next_poll = Instant::now() + interval;
+                read_since_look = false;
             }
             let mut progressed = false;
             for i in 0..self.streams.len() {
@@ -112,14 +127,33 @@ impl Runner {
                     Step::Idle => {}
                 }
             }
+            read_since_look |= progressed;
             if !progressed {
                 let mut shutdown = self.shutdown.clone();
                 tokio::select! {
                     _ = tokio::time::sleep_until(next_poll) => {}
+                    _ = watcher.changed(&self.matcher), if !read_since_look => {
+                        add(&self.ctx.stats.event_looks, 1);
+                        next_poll = Instant::now();
+                    }
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 }
             }
         }
+    }
+
+    /// Watches the directories where paths appear and every file held open.
+    fn watch(&self, watcher: &mut Watcher) {
+        if !watcher.active() {
+            return;
+        }
+        let parents = self.streams.iter().filter_map(|s| s.path.parent());
+        watcher.watch_dirs(self.base_dirs.iter().map(PathBuf::as_path).chain(parents));
+        watcher.watch_files(
+            self.streams
+                .iter()
+                .flat_map(|s| s.current.iter().chain(s.queue.iter())),
+        );
     }
 
     fn stopping(&self) -> bool {

@@ -18,6 +18,7 @@ pub struct FileSourceStats {
     pub(crate) checkpoint_errors: AtomicU64,
     pub(crate) backpressure_waits: AtomicU64,
     pub(crate) polls: AtomicU64,
+    pub(crate) event_looks: AtomicU64,
 }
 
 /// A copy of [`FileSourceStats`] at one moment.
@@ -52,6 +53,9 @@ pub struct FileSourceStatsSnapshot {
     /// write began was followed by reading everything readable then, unless the source
     /// was held back.
     pub polls: u64,
+    /// Of those rounds, the ones a change event (inotify) brought forward: a file that
+    /// had been quiet changed, or a matching path appeared.
+    pub event_looks: u64,
 }
 
 impl FileSourceStats {
@@ -71,6 +75,7 @@ impl FileSourceStats {
             checkpoint_errors: g(&self.checkpoint_errors),
             backpressure_waits: g(&self.backpressure_waits),
             polls: g(&self.polls),
+            event_looks: g(&self.event_looks),
         }
     }
 }

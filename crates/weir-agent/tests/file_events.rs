@@ -1,0 +1,123 @@
+//! Change events (inotify) bring a quiet source's next look forward. Each test polls
+//! only once a minute, so a line, a new file or a deletion that is seen within the
+//! tests' 20 s bound was seen through an event; each also checks the counter of looks
+//! that events brought forward.
+#![cfg(target_os = "linux")]
+
+mod file_support;
+
+use std::fs;
+
+use file_support::*;
+use weir_agent::sources::file::FileSourceConfig;
+
+/// [`config`] polling once a minute (the longest allowed).
+fn slow_poll(glob: &std::path::Path) -> FileSourceConfig {
+    let mut c = config(glob);
+    c.poll_interval_ms = 60_000;
+    c
+}
+
+#[tokio::test]
+async fn a_line_appended_to_a_quiet_file_is_read_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, b"").unwrap();
+    let mut src = start(
+        slow_poll(&dir.path().join("*.log")),
+        &dir.path().join("data"),
+        64,
+    );
+    src.wait_stats("the first look", |s| s.polls >= 1 && s.files_opened == 1)
+        .await;
+    append(&log, "one\n");
+    let got = src.recv_stream(&stream("app.log"), 1).await;
+    assert_eq!(&got[0].bytes[..], b"one");
+    assert_eq!(got[0].index, 0);
+    assert!(src.stats().event_looks >= 1, "{:?}", src.stats());
+    src.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_matching_file_is_found_at_once_and_other_names_wake_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = start(
+        slow_poll(&dir.path().join("*.log")),
+        &dir.path().join("data"),
+        64,
+    );
+    src.wait_stats("the first look", |s| s.polls >= 1).await;
+    // A name the globs do not match is no reason to look. (Proving that nothing
+    // happens needs a pause: a source woken by it would look within it.)
+    fs::write(dir.path().join("other.txt"), b"not followed\n").unwrap();
+    fs::write(dir.path().join("new.tmp"), b"first\n").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(src.stats().event_looks, 0, "{:?}", src.stats());
+    // Written under another name, then renamed: one event, and the file is complete.
+    fs::rename(dir.path().join("new.tmp"), dir.path().join("new.log")).unwrap();
+    let got = src.recv_stream(&stream("new.log"), 1).await;
+    assert_eq!(&got[0].bytes[..], b"first");
+    assert_eq!(src.stats().event_looks, 1, "{:?}", src.stats());
+    src.stop().await;
+}
+
+#[tokio::test]
+async fn a_rename_rotation_of_a_quiet_file_is_followed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, b"").unwrap();
+    let mut src = start(
+        slow_poll(&dir.path().join("*.log")),
+        &dir.path().join("data"),
+        64,
+    );
+    src.wait_stats("the first look", |s| s.polls >= 1 && s.files_opened == 1)
+        .await;
+    fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    fs::write(&log, b"after rotation\n").unwrap();
+    let got = src.recv_stream(&stream("app.log"), 1).await;
+    assert_eq!(&got[0].bytes[..], b"after rotation");
+    assert_eq!(got[0].index, 0);
+    src.wait_stats("the rotated file released", |s| {
+        s.files_opened == 2 && s.files_released == 1
+    })
+    .await;
+    assert!(src.stats().event_looks >= 1);
+    src.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_quiet_file_is_released_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, b"").unwrap();
+    let src = start(
+        slow_poll(&dir.path().join("*.log")),
+        &dir.path().join("data"),
+        64,
+    );
+    src.wait_stats("the first look", |s| s.polls >= 1 && s.files_opened == 1)
+        .await;
+    fs::remove_file(&log).unwrap();
+    src.wait_stats("the deleted file released", |s| s.files_released == 1)
+        .await;
+    assert!(src.stats().event_looks >= 1);
+    src.stop().await;
+}
+
+#[tokio::test]
+async fn without_inotify_polling_alone_reads_and_no_look_is_an_event_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, b"").unwrap();
+    let mut c = config(&dir.path().join("*.log"));
+    c.inotify = false;
+    let mut src = start(c, &dir.path().join("data"), 64);
+    src.wait_stats("the first look", |s| s.polls >= 1 && s.files_opened == 1)
+        .await;
+    append(&log, "polled\n");
+    let got = src.recv_stream(&stream("app.log"), 1).await;
+    assert_eq!(&got[0].bytes[..], b"polled");
+    assert_eq!(src.stats().event_looks, 0);
+    src.stop().await;
+}
