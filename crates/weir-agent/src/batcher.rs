@@ -3,7 +3,7 @@
 //!
 //! The batcher does not number entries itself: a file's lines come numbered from the
 //! file source's checkpoints (so a re-read gives them the same indices), and sources
-//! that cannot replay number theirs with [`crate::numbering`]. It only keeps, per
+//! that cannot replay number theirs with [`crate::runtime::numbering`]. It only keeps, per
 //! stream, a run of consecutive entries, and hands the whole batch out when any bound
 //! is reached.
 //!

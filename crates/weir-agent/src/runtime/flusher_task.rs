@@ -10,7 +10,7 @@
 //!    answer resend that stream from where the receiver is, after a backoff;
 //!    `DeadLetter` is counted and written to the dead-letter file, and counts as done
 //!    (it will never be delivered, and holding it would stop the source for good).
-//! 3. When every stream is done, [`AckSink::delivered`].
+//! 3. When every stream is done, [`AckSink::delivered`](super::delivery::AckSink::delivered).
 //!
 //! Streams of a batch are resent before the next batch is taken, so each stream reaches
 //! the flusher in index order. At shutdown ([`Phase::Draining`]) the task calls
