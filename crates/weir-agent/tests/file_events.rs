@@ -7,29 +7,33 @@
 mod file_support;
 
 use std::fs;
+use std::path::{Path, PathBuf};
 
 use file_support::*;
-use weir_agent::sources::file::FileSourceConfig;
 
-/// [`config`] polling once a minute (the longest allowed).
-fn slow_poll(glob: &std::path::Path) -> FileSourceConfig {
-    let mut c = config(glob);
+/// A source over `dir/*.log` polling once a minute (the longest allowed), after its
+/// first look; with `dir/app.log` created empty first (and opened by that look) when
+/// `with_file`. Returns the source and that file's path.
+async fn quiet_source(dir: &Path, with_file: bool) -> (Running, PathBuf) {
+    let log = dir.join("app.log");
+    if with_file {
+        fs::write(&log, b"").unwrap();
+    }
+    let mut c = config(&dir.join("*.log"));
     c.poll_interval_ms = 60_000;
-    c
+    let src = start(c, &dir.join("data"), 64);
+    let files = u64::from(with_file);
+    src.wait_stats("the first look", |s| {
+        s.polls >= 1 && s.files_opened == files
+    })
+    .await;
+    (src, log)
 }
 
 #[tokio::test]
 async fn a_line_appended_to_a_quiet_file_is_read_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    fs::write(&log, b"").unwrap();
-    let mut src = start(
-        slow_poll(&dir.path().join("*.log")),
-        &dir.path().join("data"),
-        64,
-    );
-    src.wait_stats("the first look", |s| s.polls >= 1 && s.files_opened == 1)
-        .await;
+    let (mut src, log) = quiet_source(dir.path(), true).await;
     append(&log, "one\n");
     let got = src.recv_stream(&stream("app.log"), 1).await;
     assert_eq!(&got[0].bytes[..], b"one");
@@ -41,12 +45,7 @@ async fn a_line_appended_to_a_quiet_file_is_read_at_once() {
 #[tokio::test]
 async fn a_new_matching_file_is_found_at_once_and_other_names_wake_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut src = start(
-        slow_poll(&dir.path().join("*.log")),
-        &dir.path().join("data"),
-        64,
-    );
-    src.wait_stats("the first look", |s| s.polls >= 1).await;
+    let (mut src, _) = quiet_source(dir.path(), false).await;
     // A name the globs do not match is no reason to look. (Proving that nothing
     // happens needs a pause: a source woken by it would look within it.)
     fs::write(dir.path().join("other.txt"), b"not followed\n").unwrap();
@@ -64,15 +63,7 @@ async fn a_new_matching_file_is_found_at_once_and_other_names_wake_nothing() {
 #[tokio::test]
 async fn a_rename_rotation_of_a_quiet_file_is_followed_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    fs::write(&log, b"").unwrap();
-    let mut src = start(
-        slow_poll(&dir.path().join("*.log")),
-        &dir.path().join("data"),
-        64,
-    );
-    src.wait_stats("the first look", |s| s.polls >= 1 && s.files_opened == 1)
-        .await;
+    let (mut src, log) = quiet_source(dir.path(), true).await;
     fs::rename(&log, dir.path().join("app.log.1")).unwrap();
     fs::write(&log, b"after rotation\n").unwrap();
     let got = src.recv_stream(&stream("app.log"), 1).await;
@@ -89,15 +80,7 @@ async fn a_rename_rotation_of_a_quiet_file_is_followed_at_once() {
 #[tokio::test]
 async fn a_deleted_quiet_file_is_released_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    fs::write(&log, b"").unwrap();
-    let src = start(
-        slow_poll(&dir.path().join("*.log")),
-        &dir.path().join("data"),
-        64,
-    );
-    src.wait_stats("the first look", |s| s.polls >= 1 && s.files_opened == 1)
-        .await;
+    let (src, log) = quiet_source(dir.path(), true).await;
     fs::remove_file(&log).unwrap();
     src.wait_stats("the deleted file released", |s| s.files_released == 1)
         .await;
