@@ -39,7 +39,9 @@ impl Watcher {
                     Ok(i) => Some(i),
                     Err(e) => {
                         tracing::warn!(source = source_name, error = %e,
-                            "file source: inotify is unavailable; polling only");
+                            "file source: inotify is unavailable, so quiet files are read at \
+                             the next poll only (raise fs.inotify.max_user_instances if \
+                             that is the limit hit, or set inotify = false to say so)");
                         None
                     }
                 }
@@ -181,7 +183,7 @@ mod linux {
             match self.fd.get_mut().watches().add(path, mask) {
                 Ok(wd) => Some(wd),
                 Err(e) => {
-                    if e.raw_os_error() == Some(libc_enospc()) && !self.warned_full {
+                    if e.raw_os_error() == Some(enospc()) && !self.warned_full {
                         self.warned_full = true;
                         tracing::warn!(path = %path.display(),
                             "file source: no inotify watch left (fs.inotify.max_user_watches); \
@@ -312,7 +314,7 @@ mod linux {
     }
 
     /// `ENOSPC`: what `inotify_add_watch` fails with when no watch is left.
-    fn libc_enospc() -> i32 {
+    fn enospc() -> i32 {
         rustix::io::Errno::NOSPC.raw_os_error()
     }
 }
