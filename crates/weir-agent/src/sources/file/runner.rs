@@ -147,7 +147,11 @@ impl Runner {
         if !watcher.active() {
             return;
         }
-        let parents = self.streams.iter().filter_map(|s| s.path.parent());
+        let parents = self
+            .streams
+            .iter()
+            .filter_map(|s| s.path.parent())
+            .filter(|dir| !dir.as_os_str().is_empty());
         watcher.watch_dirs(self.base_dirs.iter().map(PathBuf::as_path).chain(parents));
         watcher.watch_files(
             self.streams
