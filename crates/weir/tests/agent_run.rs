@@ -71,7 +71,15 @@ async fn run_streams_both_outputs_terminates_them_and_exits_with_the_code() {
         1
     );
     // Everything was acknowledged: the run's spool folder is gone.
-    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+    let left: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.map(|e| e.path()))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left behind: {left:?}; weir run said: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

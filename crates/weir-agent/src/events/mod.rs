@@ -512,8 +512,12 @@ impl EventsRuntime {
     /// `deadline` to ship what is left (what it cannot ship is shipped at the next
     /// start).
     pub async fn stop(&self, deadline: tokio::time::Instant) {
-        for t in std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner)) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for t in tasks {
             t.abort();
+            // Awaited, so nothing a watcher holds (a spool handle) outlives the stop:
+            // `weir run` removes the data directory right after.
+            let _ = t.await;
         }
         self.queue.stop().await;
         let _ = self.ship_stop.send(Some(deadline));

@@ -116,7 +116,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     match all_delivered(&dir).await {
         Ok(true) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                eprintln!(
+                    "weir run: everything was delivered, but {} could not be removed: {e}",
+                    dir.display()
+                );
+            }
         }
         Ok(false) => eprintln!(
             "weir run: the collector did not acknowledge everything; the rest is kept in {} (run `weir agent` on it, or retry)",
