@@ -1,6 +1,6 @@
 //! Change events from the kernel, so that a quiet file is read as soon as it is written.
 //!
-//! On Linux the source asks inotify for two kinds of events:
+//! The source asks inotify for two kinds of events:
 //! - changes to every file it holds open: appended or truncated (`IN_MODIFY`), unlinked
 //!   (`IN_ATTRIB`: the link count changed), moved or gone. Each file is watched through
 //!   `/proc/self/fd/N`, so the watch is on exactly the file being read, whatever name it
@@ -17,84 +17,63 @@
 //! Everything here is bounded: one watch per open file and per directory, and events are
 //! read into one fixed buffer.
 
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use inotify::{EventMask, WatchDescriptor, WatchMask};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 use super::discover::Matcher;
 use super::tail::TailedFile;
 
 /// The source's change events; does nothing when disabled or unavailable.
 pub(crate) struct Watcher {
-    #[cfg(target_os = "linux")]
-    inner: Option<linux::Inotify>,
+    inner: Option<Inotify>,
 }
 
 impl Watcher {
-    /// Sets up inotify when `enabled` (and the platform has it). Must be called within
-    /// a tokio runtime with I/O enabled.
+    /// Sets up inotify when `enabled`. Must be called within a tokio runtime with I/O
+    /// enabled.
     pub fn new(enabled: bool, source_name: &str) -> Watcher {
-        #[cfg(target_os = "linux")]
-        {
-            let inner = if enabled {
-                match linux::Inotify::new() {
-                    Ok(i) => Some(i),
-                    Err(e) => {
-                        tracing::warn!(source = source_name, error = %e,
-                            "file source: inotify is unavailable, so quiet files are read at \
-                             the next poll only (raise fs.inotify.max_user_instances if \
-                             that is the limit hit, or set inotify = false to say so)");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            Watcher { inner }
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = (enabled, source_name);
-            Watcher {}
-        }
+        let inner = enabled.then(Inotify::new).and_then(|made| {
+            made.map_err(|e| {
+                tracing::warn!(source = source_name, error = %e,
+                    "file source: inotify is unavailable, so quiet files are read at the \
+                     next poll only (raise fs.inotify.max_user_instances if that is the \
+                     limit hit, or set inotify = false to say so)");
+            })
+            .ok()
+        });
+        Watcher { inner }
     }
 
     /// Whether events are being delivered.
     pub fn active(&self) -> bool {
-        #[cfg(target_os = "linux")]
-        {
-            self.inner.is_some()
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            false
-        }
+        self.inner.is_some()
     }
 
     /// Watches `dirs` for new names (those already watched cost nothing; one that does
     /// not exist is tried again at the next call).
     pub fn watch_dirs<'a>(&mut self, dirs: impl Iterator<Item = &'a Path>) {
-        #[cfg(target_os = "linux")]
         if let Some(inner) = self.inner.as_mut() {
             for dir in dirs {
                 inner.watch_dir(dir);
             }
         }
-        #[cfg(not(target_os = "linux"))]
-        let _ = dirs.count();
     }
 
     /// Watches exactly the files in `held`, dropping the watches of files let go.
     pub fn watch_files<'a>(&mut self, held: impl Iterator<Item = &'a TailedFile>) {
-        #[cfg(target_os = "linux")]
         if let Some(inner) = self.inner.as_mut() {
             inner.watch_files(held);
         }
-        #[cfg(not(target_os = "linux"))]
-        let _ = held.count();
     }
 
     /// Discards the events that arrived so far (a look is about to cover them).
     pub fn drain(&mut self) {
-        #[cfg(target_os = "linux")]
         if let Some(inner) = self.inner.as_mut()
             && let Err(e) = inner.drain()
         {
@@ -106,215 +85,197 @@ impl Watcher {
     /// appeared, or events were lost. Never returns when events are off. Safe to cancel:
     /// at worst an event is missed, and the next poll finds what it was about.
     pub async fn changed(&mut self, matcher: &Matcher) {
-        #[cfg(target_os = "linux")]
         if let Some(inner) = self.inner.as_mut() {
             match inner.changed(matcher).await {
                 Ok(()) => return,
                 Err(e) => self.give_up(&e),
             }
         }
-        #[cfg(not(target_os = "linux"))]
-        let _ = matcher;
         std::future::pending::<()>().await
     }
 
-    #[cfg(target_os = "linux")]
-    fn give_up(&mut self, e: &std::io::Error) {
+    fn give_up(&mut self, e: &io::Error) {
         tracing::warn!(error = %e, "file source: reading inotify events failed; polling only");
         self.inner = None;
     }
 }
 
-#[cfg(target_os = "linux")]
-mod linux {
-    use std::collections::{HashMap, HashSet};
-    use std::io;
-    use std::os::fd::AsRawFd;
-    use std::path::{Path, PathBuf};
+/// Bytes of events read at once (an event is 16 bytes plus its name).
+const EVENT_BUFFER: usize = 8192;
 
-    use inotify::{EventMask, WatchDescriptor, WatchMask};
-    use tokio::io::Interest;
-    use tokio::io::unix::AsyncFd;
+/// What a watch is on.
+enum Watched {
+    Dir(PathBuf),
+    File,
+}
 
-    use super::super::discover::Matcher;
-    use super::super::tail::TailedFile;
+/// An inotify instance and what it watches.
+struct Inotify {
+    fd: AsyncFd<inotify::Inotify>,
+    buf: Box<[u8; EVENT_BUFFER]>,
+    /// Watched directories.
+    dirs: HashMap<PathBuf, WatchDescriptor>,
+    /// Watched open files, by `(dev, inode)`.
+    files: HashMap<(u64, u64), WatchDescriptor>,
+    /// Every watch, by its descriptor's number.
+    by_wd: HashMap<i32, Watched>,
+    /// Whether running out of watches was logged already.
+    warned_full: bool,
+}
 
-    /// Bytes of events read at once (an event is 16 bytes plus its name).
-    const EVENT_BUFFER: usize = 8192;
-
-    /// What a watch is on.
-    enum Watched {
-        Dir(PathBuf),
-        File,
+impl Inotify {
+    fn new() -> io::Result<Inotify> {
+        let inotify = inotify::Inotify::init()?;
+        // SAFETY: `inotify::Inotify` owns its descriptor and closes it only when
+        // dropped (its `close` takes it by value, and it is never called here), so the
+        // descriptor stays open and the same for as long as the `AsyncFd` holds it.
+        let fd = unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        Ok(Inotify {
+            fd,
+            buf: Box::new([0; EVENT_BUFFER]),
+            dirs: HashMap::new(),
+            files: HashMap::new(),
+            by_wd: HashMap::new(),
+            warned_full: false,
+        })
     }
 
-    pub(super) struct Inotify {
-        fd: AsyncFd<inotify::Inotify>,
-        buf: Box<[u8; EVENT_BUFFER]>,
-        /// Watched directories.
-        dirs: HashMap<PathBuf, WatchDescriptor>,
-        /// Watched open files, by `(dev, inode)`.
-        files: HashMap<(u64, u64), WatchDescriptor>,
-        /// Every watch, by its descriptor's number.
-        by_wd: HashMap<i32, Watched>,
-        /// Whether running out of watches was logged already.
-        warned_full: bool,
+    fn add(&mut self, path: &Path, mask: WatchMask) -> Option<WatchDescriptor> {
+        match self.fd.get_mut().watches().add(path, mask) {
+            Ok(wd) => Some(wd),
+            Err(e) => {
+                if e.raw_os_error() == Some(enospc()) && !self.warned_full {
+                    self.warned_full = true;
+                    tracing::warn!(path = %path.display(),
+                        "file source: no inotify watch left (fs.inotify.max_user_watches); \
+                         files beyond it are found by polling only");
+                }
+                None
+            }
+        }
     }
 
-    impl Inotify {
-        pub fn new() -> io::Result<Inotify> {
-            let inotify = inotify::Inotify::init()?;
-            // SAFETY: `inotify::Inotify` owns its descriptor and closes it only when
-            // dropped (its `close` takes it by value, and it is never called here), so the
-            // descriptor stays open and the same for as long as the `AsyncFd` holds it.
-            let fd = unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }
-                .map_err(io::Error::from)?;
-            Ok(Inotify {
-                fd,
-                buf: Box::new([0; EVENT_BUFFER]),
-                dirs: HashMap::new(),
-                files: HashMap::new(),
-                by_wd: HashMap::new(),
-                warned_full: false,
-            })
+    fn watch_dir(&mut self, dir: &Path) {
+        if self.dirs.contains_key(dir) {
+            return;
         }
+        let mask = WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::ONLYDIR;
+        if let Some(wd) = self.add(dir, mask) {
+            self.by_wd.insert(
+                wd.get_watch_descriptor_id(),
+                Watched::Dir(dir.to_path_buf()),
+            );
+            self.dirs.insert(dir.to_path_buf(), wd);
+        }
+    }
 
-        fn add(&mut self, path: &Path, mask: WatchMask) -> Option<WatchDescriptor> {
-            match self.fd.get_mut().watches().add(path, mask) {
-                Ok(wd) => Some(wd),
-                Err(e) => {
-                    if e.raw_os_error() == Some(enospc()) && !self.warned_full {
-                        self.warned_full = true;
-                        tracing::warn!(path = %path.display(),
-                            "file source: no inotify watch left (fs.inotify.max_user_watches); \
-                             files beyond it are found by polling only");
+    fn watch_files<'a>(&mut self, held: impl Iterator<Item = &'a TailedFile>) {
+        let mut seen = HashSet::new();
+        for f in held {
+            let key = f.key();
+            seen.insert(key);
+            if self.files.contains_key(&key) {
+                continue;
+            }
+            let mask = WatchMask::MODIFY
+                | WatchMask::ATTRIB
+                | WatchMask::MOVE_SELF
+                | WatchMask::DELETE_SELF;
+            let path = PathBuf::from(format!("/proc/self/fd/{}", f.file.as_raw_fd()));
+            if let Some(wd) = self.add(&path, mask) {
+                self.by_wd
+                    .insert(wd.get_watch_descriptor_id(), Watched::File);
+                self.files.insert(key, wd);
+            }
+        }
+        if self.files.len() == seen.len() {
+            return;
+        }
+        let gone: Vec<(u64, u64)> = self
+            .files
+            .keys()
+            .filter(|k| !seen.contains(k))
+            .copied()
+            .collect();
+        for key in gone {
+            if let Some(wd) = self.files.remove(&key) {
+                self.by_wd.remove(&wd.get_watch_descriptor_id());
+                // Fails when the kernel dropped the watch already (file freed).
+                let _ = self.fd.get_mut().watches().remove(wd);
+            }
+        }
+    }
+
+    /// Reads the pending events (`WouldBlock` when there were none) and keeps the
+    /// bookkeeping of dropped watches; returns whether one calls for a look, judging
+    /// new names by `matcher` (none: discarding).
+    fn read(&mut self, matcher: Option<&Matcher>) -> io::Result<bool> {
+        let Inotify {
+            fd,
+            buf,
+            dirs,
+            files,
+            by_wd,
+            ..
+        } = self;
+        let mut look = false;
+        for event in fd.get_mut().read_events(&mut buf[..])? {
+            if event.mask.contains(EventMask::Q_OVERFLOW) {
+                look = true;
+                continue;
+            }
+            let id = event.wd.get_watch_descriptor_id();
+            if event.mask.contains(EventMask::IGNORED) {
+                // The kernel dropped the watch (file freed, directory removed).
+                match by_wd.remove(&id) {
+                    Some(Watched::Dir(dir)) => {
+                        dirs.remove(&dir);
                     }
-                    None
+                    Some(Watched::File) => files.retain(|_, wd| *wd != event.wd),
+                    None => {}
                 }
+                continue;
+            }
+            look |= match (by_wd.get(&id), matcher) {
+                (Some(Watched::File), _) => true,
+                (Some(Watched::Dir(dir)), Some(m)) => {
+                    event.name.is_some_and(|name| m.matches(&dir.join(name)))
+                }
+                _ => false,
+            };
+        }
+        Ok(look)
+    }
+
+    fn drain(&mut self) -> io::Result<()> {
+        loop {
+            match self.read(None) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
             }
         }
+    }
 
-        pub fn watch_dir(&mut self, dir: &Path) {
-            if self.dirs.contains_key(dir) {
-                return;
-            }
-            let mask = WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::ONLYDIR;
-            if let Some(wd) = self.add(dir, mask) {
-                self.by_wd.insert(
-                    wd.get_watch_descriptor_id(),
-                    Watched::Dir(dir.to_path_buf()),
-                );
-                self.dirs.insert(dir.to_path_buf(), wd);
-            }
-        }
-
-        pub fn watch_files<'a>(&mut self, held: impl Iterator<Item = &'a TailedFile>) {
-            let mut seen = HashSet::new();
-            for f in held {
-                let key = f.key();
-                seen.insert(key);
-                if self.files.contains_key(&key) {
-                    continue;
-                }
-                let mask = WatchMask::MODIFY
-                    | WatchMask::ATTRIB
-                    | WatchMask::MOVE_SELF
-                    | WatchMask::DELETE_SELF;
-                let path = PathBuf::from(format!("/proc/self/fd/{}", f.file.as_raw_fd()));
-                if let Some(wd) = self.add(&path, mask) {
-                    self.by_wd
-                        .insert(wd.get_watch_descriptor_id(), Watched::File);
-                    self.files.insert(key, wd);
-                }
-            }
-            if self.files.len() == seen.len() {
-                return;
-            }
-            let gone: Vec<(u64, u64)> = self
-                .files
-                .keys()
-                .filter(|k| !seen.contains(k))
-                .copied()
-                .collect();
-            for key in gone {
-                if let Some(wd) = self.files.remove(&key) {
-                    self.by_wd.remove(&wd.get_watch_descriptor_id());
-                    // Fails when the kernel dropped the watch already (file freed).
-                    let _ = self.fd.get_mut().watches().remove(wd);
-                }
-            }
-        }
-
-        /// Reads the pending events (`WouldBlock` when there were none) and keeps the
-        /// bookkeeping of dropped watches; returns whether one calls for a look, judging
-        /// new names by `matcher` (none: discarding).
-        fn read(&mut self, matcher: Option<&Matcher>) -> io::Result<bool> {
-            let Inotify {
-                fd,
-                buf,
-                dirs,
-                files,
-                by_wd,
-                ..
-            } = self;
-            let mut look = false;
-            for event in fd.get_mut().read_events(&mut buf[..])? {
-                if event.mask.contains(EventMask::Q_OVERFLOW) {
-                    look = true;
-                    continue;
-                }
-                let id = event.wd.get_watch_descriptor_id();
-                if event.mask.contains(EventMask::IGNORED) {
-                    // The kernel dropped the watch (file freed, directory removed).
-                    match by_wd.remove(&id) {
-                        Some(Watched::Dir(dir)) => {
-                            dirs.remove(&dir);
-                        }
-                        Some(Watched::File) => files.retain(|_, wd| *wd != event.wd),
-                        None => {}
-                    }
-                    continue;
-                }
-                look |= match (by_wd.get(&id), matcher) {
-                    (Some(Watched::File), _) => true,
-                    (Some(Watched::Dir(dir)), Some(m)) => {
-                        event.name.is_some_and(|name| m.matches(&dir.join(name)))
-                    }
-                    _ => false,
-                };
-            }
-            Ok(look)
-        }
-
-        pub fn drain(&mut self) -> io::Result<()> {
+    async fn changed(&mut self, matcher: &Matcher) -> io::Result<()> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            guard.clear_ready();
+            drop(guard);
             loop {
-                match self.read(None) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                match self.read(Some(matcher)) {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e),
                 }
             }
         }
-
-        pub async fn changed(&mut self, matcher: &Matcher) -> io::Result<()> {
-            loop {
-                let mut guard = self.fd.readable().await?;
-                guard.clear_ready();
-                drop(guard);
-                loop {
-                    match self.read(Some(matcher)) {
-                        Ok(true) => return Ok(()),
-                        Ok(false) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        }
     }
+}
 
-    /// `ENOSPC`: what `inotify_add_watch` fails with when no watch is left.
-    fn enospc() -> i32 {
-        rustix::io::Errno::NOSPC.raw_os_error()
-    }
+/// `ENOSPC`: what `inotify_add_watch` fails with when no watch is left.
+fn enospc() -> i32 {
+    rustix::io::Errno::NOSPC.raw_os_error()
 }
