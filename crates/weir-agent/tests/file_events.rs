@@ -41,6 +41,22 @@ async fn a_line_appended_to_a_quiet_file_is_read_at_once() {
     src.stop().await;
 }
 
+/// A line written in pieces, as a program writing without a buffer does: the look the
+/// first piece brings forward reads only part of a line, so the event of the last
+/// piece brings the next look, and the line goes out then, not at the next poll.
+#[tokio::test]
+async fn a_line_written_in_pieces_goes_out_with_its_last_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut src, log) = quiet_source(dir.path(), true).await;
+    append(&log, "first ha");
+    src.wait_stats("the first piece's look", |s| s.event_looks >= 1)
+        .await;
+    append(&log, "lf\n");
+    let got = src.recv_stream(&stream("app.log"), 1).await;
+    assert_eq!(&got[0].bytes[..], b"first half");
+    src.stop().await;
+}
+
 #[tokio::test]
 async fn a_new_matching_file_is_found_at_once_and_other_names_wake_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -96,9 +96,11 @@ impl Runner {
         let mut watcher = Watcher::new(self.config.inotify, &self.source_name);
         self.discover(true);
         let mut next_poll = Instant::now();
-        // Whether anything was read since the last look: then change events are left
-        // aside until the next poll (the file is busy; batches stay big).
-        let mut read_since_look = false;
+        // Whether lines were handed out since the last look: then change events are
+        // left aside until the next poll (the file is busy; batches stay big). Bytes
+        // that make no whole line yet do not count: a writer that writes a line in
+        // pieces sends its end with the next event, and that line goes out at once.
+        let mut lines_since_look = false;
         loop {
             if self.stopping() {
                 return;
@@ -112,13 +114,14 @@ impl Runner {
                 self.watch(&mut watcher);
                 add(&self.ctx.stats.polls, 1);
                 next_poll = Instant::now() + interval;
-                read_since_look = false;
+                lines_since_look = false;
             }
             let mut progressed = false;
             for i in 0..self.streams.len() {
                 match self.streams[i].step(&mut self.ctx) {
                     Step::Ready => {
                         progressed = true;
+                        lines_since_look = true;
                         if let Flow::Stop = self.hand_out(i).await {
                             return;
                         }
@@ -127,12 +130,11 @@ impl Runner {
                     Step::Idle => {}
                 }
             }
-            read_since_look |= progressed;
             if !progressed {
                 let mut shutdown = self.shutdown.clone();
                 tokio::select! {
                     _ = tokio::time::sleep_until(next_poll) => {}
-                    _ = watcher.changed(&self.matcher), if !read_since_look => {
+                    _ = watcher.changed(&self.matcher), if !lines_since_look => {
                         add(&self.ctx.stats.event_looks, 1);
                         next_poll = Instant::now();
                     }
