@@ -101,8 +101,9 @@ pub struct FileSourceConfig {
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
     /// Whether to ask the kernel (inotify, Linux) for change events so that a quiet
-    /// file is read as soon as it is written, instead of at the next poll. Default
-    /// true; ignored where inotify does not exist. Polling goes on either way.
+    /// file is read as soon as it is written, instead of at the next poll, and a busy
+    /// file as soon as another program opens it (copytruncate's copier does, so less
+    /// is lost to the truncation). Default true. Polling goes on either way.
     #[serde(default = "default_inotify")]
     pub inotify: bool,
     /// How many leading bytes of a file are checksummed into its identity, beside its

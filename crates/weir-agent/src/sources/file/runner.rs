@@ -22,7 +22,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::changes::Watcher;
+use super::changes::{Wake, Watcher};
 use super::config::{FileSourceConfig, ReadFrom};
 use super::discover::Matcher;
 use super::resume::resume;
@@ -36,6 +36,12 @@ use super::{ChunkLine, Line, LineChunk};
 const MAX_SKIPPED: usize = 10_000;
 /// Most bytes looked at backwards for the last `\n` with `read_from = "end"`.
 const END_WINDOW: usize = 1024 * 1024;
+
+/// The shortest time from a look to the next that an open of a held file brings
+/// forward. An open by another program may be copytruncate's copier, which truncates
+/// the file once it has copied it; this bounds what opening the file for every line
+/// costs, and two sources that see each other's opens.
+const OPEN_LOOK_GAP: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Whether the loop goes on.
 enum Flow {
@@ -101,19 +107,23 @@ impl Runner {
         // that make no whole line yet do not count: a writer that writes a line in
         // pieces sends its end with the next event, and that line goes out at once.
         let mut lines_since_look = false;
+        let mut last_look = Instant::now();
         loop {
             if self.stopping() {
                 return;
             }
             if Instant::now() >= next_poll {
-                watcher.drain();
                 self.discover(false);
                 for st in &mut self.streams {
                     st.poll(&mut self.ctx);
                 }
                 self.watch(&mut watcher);
+                // After the look: its own opens are no reason for another, and what
+                // changed until now is read next.
+                watcher.drain();
                 add(&self.ctx.stats.polls, 1);
-                next_poll = Instant::now() + interval;
+                last_look = Instant::now();
+                next_poll = last_look + interval;
                 lines_since_look = false;
             }
             let mut progressed = false;
@@ -131,15 +141,49 @@ impl Runner {
                 }
             }
             if !progressed {
-                let mut shutdown = self.shutdown.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next_poll) => {}
-                    _ = watcher.changed(&self.matcher), if !lines_since_look => {
-                        add(&self.ctx.stats.event_looks, 1);
-                        next_poll = Instant::now();
-                    }
-                    _ = shutdown.wait_for(|stop| *stop) => return,
+                let busy = lines_since_look;
+                let wait = self.wait_for_look(&mut watcher, &mut next_poll, last_look, busy);
+                if let Flow::Stop = wait.await {
+                    return;
                 }
+            }
+        }
+    }
+
+    /// Waits until the next look is due: at `next_poll`, or sooner for a change event
+    /// (not while `busy`: lines were handed out since `last_look`) or an open of a held
+    /// file by another program (while `busy` too, but no sooner than `OPEN_LOOK_GAP`
+    /// after `last_look`: a script appending with `>>` opens the file for every line,
+    /// and two sources following the same files see each other's opens).
+    async fn wait_for_look(
+        &self,
+        watcher: &mut Watcher,
+        next_poll: &mut Instant,
+        last_look: Instant,
+        busy: bool,
+    ) -> Flow {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(*next_poll) => return Flow::Continue,
+                wake = watcher.changed(&self.matcher, busy) => {
+                    let now = Instant::now();
+                    let at = match wake {
+                        Wake::Opened => (last_look + OPEN_LOOK_GAP).max(now),
+                        _ => now,
+                    };
+                    if at < *next_poll {
+                        *next_poll = at;
+                        add(&self.ctx.stats.event_looks, 1);
+                        if wake == Wake::Opened {
+                            add(&self.ctx.stats.open_looks, 1);
+                        }
+                    }
+                    if at <= now {
+                        return Flow::Continue;
+                    }
+                }
+                _ = shutdown.wait_for(|stop| *stop) => return Flow::Stop,
             }
         }
     }

@@ -20,10 +20,11 @@
 //!   line and reading restarts at 0. Lines written after the last read and before the
 //!   truncation are lost: they exist only in the copy, which is another file. That
 //!   window is inherent in copytruncate. A file that keeps growing is read once per
-//!   poll interval, so its window is up to that interval; a quiet file's, the moment a
-//!   change event takes. When the writer was in the middle of a line at the last read,
-//!   the held bytes are the start of a line whose rest is in the window: they are
-//!   handed out all the same, as what was read.
+//!   poll interval, but the copier's open of the file brings a read forward
+//!   (`changes.rs`), so the window is about the time the copy takes (up to the
+//!   poll interval without inotify). When the writer was in the middle of a line at
+//!   the last read, the held bytes are the start of a line whose rest is in the
+//!   window: they are handed out all the same, as what was read.
 //! - **Held last line.** Bytes after the last `\n` are handed out only when their file
 //!   is released or replaced, so a line being written is never cut in two.
 //!
