@@ -91,6 +91,33 @@ async fn an_open_by_another_program_is_looked_at_while_the_file_is_busy() {
     src.stop().await;
 }
 
+/// A look opens the paths it checks, among them a rotated name the globs match whose
+/// file the source still holds (to drain it; it is no stream of its own). Those opens
+/// are the source's own and bring no look forward: a quiet source stays quiet.
+#[tokio::test]
+async fn the_sources_own_opens_bring_no_look_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, b"").unwrap();
+    let mut c = config(&dir.path().join("app.log*"));
+    c.poll_interval_ms = 60_000;
+    let src = start(c, &dir.path().join("data"), 64);
+    src.wait_stats("the first look", |s| s.polls >= 1 && s.files_opened == 1)
+        .await;
+    fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    fs::write(&log, b"").unwrap(); // the successor is empty: the old file stays held
+    src.wait_stats("the successor opened", |s| s.files_opened == 2)
+        .await;
+    let polls = src.stats().polls;
+    // (Proving that nothing happens needs a pause: a source woken by its own opens
+    // would look every 100 ms within it.)
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let s = src.stats();
+    assert!(s.polls <= polls + 2, "{polls} polls, then {s:?}");
+    assert_eq!(s.open_looks, 0, "{s:?}");
+    src.stop().await;
+}
+
 #[tokio::test]
 async fn a_new_matching_file_is_found_at_once_and_other_names_wake_nothing() {
     let dir = tempfile::tempdir().unwrap();

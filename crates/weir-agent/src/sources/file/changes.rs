@@ -104,14 +104,18 @@ impl Watcher {
         }
     }
 
-    /// Discards the events that arrived so far: the reads that follow a look cover
-    /// them, and opens seen so far are the look's own.
-    pub fn drain(&mut self) {
+    /// Discards the change events that arrived so far (a look is about to cover them).
+    pub fn drain_changes(&mut self) {
         if let Some(inner) = self.inner.as_mut()
             && let Err(e) = drain(inner)
         {
             self.give_up(&e);
         }
+    }
+
+    /// Discards the opens seen so far: after a look, they are the look's own (it opens
+    /// the paths it checks).
+    pub fn drain_opens(&mut self) {
         if let Some(opens) = self.opens.as_mut()
             && let Err(e) = drain(opens)
         {

@@ -113,14 +113,14 @@ impl Runner {
                 return;
             }
             if Instant::now() >= next_poll {
+                watcher.drain_changes();
                 self.discover(false);
                 for st in &mut self.streams {
                     st.poll(&mut self.ctx);
                 }
                 self.watch(&mut watcher);
-                // After the look: its own opens are no reason for another, and what
-                // changed until now is read next.
-                watcher.drain();
+                // The look's own opens are no reason for another.
+                watcher.drain_opens();
                 add(&self.ctx.stats.polls, 1);
                 last_look = Instant::now();
                 next_poll = last_look + interval;
