@@ -30,11 +30,22 @@ async fn quiet_source(dir: &Path, with_file: bool) -> (Running, PathBuf) {
     (src, log)
 }
 
+/// `dir/app.log`, opened for appending before any source watches it (so its writes
+/// are changes, and no open by another program).
+fn early_writer(dir: &Path) -> fs::File {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("app.log"))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_line_appended_to_a_quiet_file_is_read_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut src, log) = quiet_source(dir.path(), true).await;
-    append(&log, "one\n");
+    let mut writer = early_writer(dir.path());
+    let (mut src, _) = quiet_source(dir.path(), true).await;
+    writer.write_all(b"one\n").unwrap();
     let got = src.recv_stream(&stream("app.log"), 1).await;
     assert_eq!(&got[0].bytes[..], b"one");
     assert_eq!(got[0].index, 0);
@@ -48,31 +59,26 @@ async fn a_line_appended_to_a_quiet_file_is_read_at_once() {
 #[tokio::test]
 async fn a_line_written_in_pieces_goes_out_with_its_last_piece() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut src, log) = quiet_source(dir.path(), true).await;
-    append(&log, "first ha");
+    let mut writer = early_writer(dir.path());
+    let (mut src, _) = quiet_source(dir.path(), true).await;
+    writer.write_all(b"first ha").unwrap();
     src.wait_stats("the first piece's look", |s| s.event_looks >= 1)
         .await;
-    append(&log, "lf\n");
+    writer.write_all(b"lf\n").unwrap();
     let got = src.recv_stream(&stream("app.log"), 1).await;
     assert_eq!(&got[0].bytes[..], b"first half");
     src.stop().await;
 }
 
 /// While a file keeps growing, its change events are set aside until the next poll
-/// (a minute here), but another program opening it brings a look forward: that is how
-/// copytruncate starts (open, copy, truncate), so what was written before the open is
-/// read at once instead of being lost to the truncation.
+/// (a minute here), but another program opening it calls for a read at once: that is
+/// how copytruncate starts (open, copy, truncate), so what was written before the open
+/// is read instead of being lost to the truncation.
 #[tokio::test]
-async fn an_open_by_another_program_is_looked_at_while_the_file_is_busy() {
+async fn an_open_by_another_program_is_read_at_once_while_the_file_is_busy() {
     let dir = tempfile::tempdir().unwrap();
-    // The writer opens the file once, before the source watches it.
-    let log = dir.path().join("app.log");
-    let mut writer = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .unwrap();
-    let (mut src, _) = quiet_source(dir.path(), true).await;
+    let mut writer = early_writer(dir.path());
+    let (mut src, log) = quiet_source(dir.path(), true).await;
     writer.write_all(b"first\n").unwrap();
     // Read through a change event; lines were handed out, so the file counts as busy.
     let got = src.recv_stream(&stream("app.log"), 1).await;
@@ -82,20 +88,20 @@ async fn an_open_by_another_program_is_looked_at_while_the_file_is_busy() {
     // source woken by the change would read the line within it.)
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     src.assert_nothing_more();
-    assert_eq!(src.stats().open_looks, 0, "{:?}", src.stats());
+    assert_eq!(src.stats().open_reads, 0, "{:?}", src.stats());
     let copier = fs::File::open(&log).unwrap();
     let got = src.recv_stream(&stream("app.log"), 1).await;
     assert_eq!(&got[0].bytes[..], b"second");
-    assert_eq!(src.stats().open_looks, 1, "{:?}", src.stats());
+    assert_eq!(src.stats().open_reads, 1, "{:?}", src.stats());
     drop(copier);
     src.stop().await;
 }
 
 /// A look opens the paths it checks, among them a rotated name the globs match whose
 /// file the source still holds (to drain it; it is no stream of its own). Those opens
-/// are the source's own and bring no look forward: a quiet source stays quiet.
+/// are the source's own and call for nothing: a quiet source stays quiet.
 #[tokio::test]
-async fn the_sources_own_opens_bring_no_look_forward() {
+async fn the_sources_own_opens_call_for_no_read() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     fs::write(&log, b"").unwrap();
@@ -110,11 +116,11 @@ async fn the_sources_own_opens_bring_no_look_forward() {
         .await;
     let polls = src.stats().polls;
     // (Proving that nothing happens needs a pause: a source woken by its own opens
-    // would look every 100 ms within it.)
+    // would read within it.)
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     let s = src.stats();
     assert!(s.polls <= polls + 2, "{polls} polls, then {s:?}");
-    assert_eq!(s.open_looks, 0, "{s:?}");
+    assert_eq!(s.open_reads, 0, "{s:?}");
     src.stop().await;
 }
 

@@ -13,13 +13,14 @@
 //! A second inotify instance watches the held files for being opened by another
 //! program (`IN_OPEN`). That is how copytruncate rotation starts: its copier opens the
 //! file, copies it, and truncates it, and whatever the source has not read by the
-//! truncation exists only in the copy. So an open brings a look forward even while a
-//! busy file's change events are set aside, and the window of loss shrinks from up to
-//! `poll_interval_ms` to about the time the copy takes. It is a separate instance so
+//! truncation exists only in the copy. So an open calls for a read of the held files at
+//! once, even while a busy file's change events are set aside, and the window of loss
+//! shrinks from up to `poll_interval_ms` to about the time the copy takes (if the
+//! source reads before the copier truncates). It is a separate instance so
 //! that waiting for opens never reads (and wakes for) a busy file's change events.
 //! The source's own opens (at a look, of paths it checks) are drained after each look.
 //!
-//! Events only bring the next look forward. The runner still looks every
+//! Events only bring looks and reads forward. The runner still looks every
 //! `poll_interval_ms`, and polling alone finds everything events miss: network file
 //! systems (no events for remote writes), a directory created after the start, a full
 //! event queue. Where inotify cannot be set up, the source polls alone, with a warning.
@@ -123,9 +124,9 @@ impl Watcher {
         }
     }
 
-    /// Waits for an event that calls for a look: a held file changed, a matching name
-    /// appeared, or events were lost (not while `busy`: those are left to the next
-    /// poll), or another program opened a held file (also while `busy`). Never returns
+    /// Waits for an event that calls for a look (a held file changed, a matching name
+    /// appeared, or events were lost; not while `busy`: those are left to the next
+    /// poll) or a read (another program opened a held file; also while `busy`). Never returns
     /// when events are off. Safe to cancel: at worst an event is missed, and the next
     /// poll finds what it was about.
     pub async fn changed(&mut self, matcher: &Matcher, busy: bool) -> Wake {
@@ -433,7 +434,7 @@ fn drain(queue: &mut impl EventQueue) -> io::Result<()> {
     }
 }
 
-/// Waits for an event that calls for a look.
+/// Waits for an event that calls for a look (or a read).
 async fn next_look(queue: &mut impl EventQueue, matcher: &Matcher) -> io::Result<()> {
     loop {
         let mut guard = queue.fd().readable().await?;

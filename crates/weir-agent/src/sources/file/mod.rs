@@ -28,8 +28,8 @@
 //! appended is read. After a poll that handed out no line, a change event (inotify)
 //! brings the next poll forward, so a quiet file's line is read at once,
 //! while a file that keeps growing is read once per interval, in big batches; another
-//! program opening a held file (as copytruncate's copier does) brings it forward even
-//! then (`changes.rs`). Rename
+//! program opening a held file (as copytruncate's copier does) calls for a read at
+//! once even then (`changes.rs`). Rename
 //! rotation, copytruncate, deletion and the held last line are described in [`stream`];
 //! how a file is told from its successor (device, inode and a checksum of its first
 //! bytes) in [`identity`]. A last line without a `\n` is handed out only when its file

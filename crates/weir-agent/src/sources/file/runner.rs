@@ -37,11 +37,51 @@ const MAX_SKIPPED: usize = 10_000;
 /// Most bytes looked at backwards for the last `\n` with `read_from = "end"`.
 const END_WINDOW: usize = 1024 * 1024;
 
-/// The shortest time from a look to the next that an open of a held file brings
-/// forward. An open by another program may be copytruncate's copier, which truncates
-/// the file once it has copied it; this bounds what opening the file for every line
+/// The shortest time between two reads that opens of held files bring forward. An open
+/// by another program may be copytruncate's copier, which truncates the file once it
+/// has copied it; this bounds what a script that opens the file for every line (`>>`)
 /// costs, and two sources that see each other's opens.
-const OPEN_LOOK_GAP: std::time::Duration = std::time::Duration::from_millis(100);
+const OPEN_READ_GAP: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// What is due when [`Runner::wait`] returns.
+enum Due {
+    /// A look (poll): its time came, or a change event brought it forward.
+    Look,
+    /// A read of the files held, without a look: another program opened one.
+    Read,
+    Stop,
+}
+
+/// The reads that opens of held files bring forward, at most one per `OPEN_READ_GAP`.
+#[derive(Default)]
+struct OpenReads {
+    last: Option<Instant>,
+    /// A read asked for within the gap: it is done when the gap has passed.
+    deferred: Option<Instant>,
+}
+
+impl OpenReads {
+    /// An open was seen: returns whether to read now; otherwise the read is deferred.
+    fn ask(&mut self) -> bool {
+        let now = Instant::now();
+        match self.last {
+            Some(last) if now < last + OPEN_READ_GAP => {
+                self.deferred.get_or_insert(last + OPEN_READ_GAP);
+                false
+            }
+            _ => {
+                self.read_now();
+                true
+            }
+        }
+    }
+
+    /// A read brought forward by opens is done now.
+    fn read_now(&mut self) {
+        self.last = Some(Instant::now());
+        self.deferred = None;
+    }
+}
 
 /// Whether the loop goes on.
 enum Flow {
@@ -107,7 +147,7 @@ impl Runner {
         // that make no whole line yet do not count: a writer that writes a line in
         // pieces sends its end with the next event, and that line goes out at once.
         let mut lines_since_look = false;
-        let mut last_look = Instant::now();
+        let mut opens = OpenReads::default();
         loop {
             if self.stopping() {
                 return;
@@ -122,8 +162,7 @@ impl Runner {
                 // The look's own opens are no reason for another.
                 watcher.drain_opens();
                 add(&self.ctx.stats.polls, 1);
-                last_look = Instant::now();
-                next_poll = last_look + interval;
+                next_poll = Instant::now() + interval;
                 lines_since_look = false;
             }
             let mut progressed = false;
@@ -141,49 +180,53 @@ impl Runner {
                 }
             }
             if !progressed {
-                let busy = lines_since_look;
-                let wait = self.wait_for_look(&mut watcher, &mut next_poll, last_look, busy);
-                if let Flow::Stop = wait.await {
-                    return;
+                let due = self.wait(&mut watcher, next_poll, lines_since_look, &mut opens);
+                match due.await {
+                    Due::Look => next_poll = next_poll.min(Instant::now()),
+                    Due::Read => {}
+                    Due::Stop => return,
                 }
             }
         }
     }
 
     /// Waits until the next look is due: at `next_poll`, or sooner for a change event
-    /// (not while `busy`: lines were handed out since `last_look`) or an open of a held
-    /// file by another program (while `busy` too, but no sooner than `OPEN_LOOK_GAP`
-    /// after `last_look`: a script appending with `>>` opens the file for every line,
-    /// and two sources following the same files see each other's opens).
-    async fn wait_for_look(
+    /// (not while `busy`: lines were handed out since the last look). Another program
+    /// opening a held file (copytruncate's copier does, before it copies and
+    /// truncates) calls for a read of what is there, also while `busy`, but no sooner
+    /// than `OPEN_READ_GAP` after the last such read.
+    async fn wait(
         &self,
         watcher: &mut Watcher,
-        next_poll: &mut Instant,
-        last_look: Instant,
+        next_poll: Instant,
         busy: bool,
-    ) -> Flow {
+        opens: &mut OpenReads,
+    ) -> Due {
         let mut shutdown = self.shutdown.clone();
         loop {
+            let deferred = opens.deferred;
             tokio::select! {
-                _ = tokio::time::sleep_until(*next_poll) => return Flow::Continue,
-                wake = watcher.changed(&self.matcher, busy) => {
-                    let now = Instant::now();
-                    let at = match wake {
-                        Wake::Opened => (last_look + OPEN_LOOK_GAP).max(now),
-                        _ => now,
-                    };
-                    if at < *next_poll {
-                        *next_poll = at;
+                _ = tokio::time::sleep_until(next_poll) => return Due::Look,
+                _ = tokio::time::sleep_until(deferred.unwrap_or(next_poll)),
+                    if deferred.is_some() => {
+                    opens.read_now();
+                    return Due::Read;
+                }
+                wake = watcher.changed(&self.matcher, busy) => match wake {
+                    Wake::Changed => {
                         add(&self.ctx.stats.event_looks, 1);
-                        if wake == Wake::Opened {
-                            add(&self.ctx.stats.open_looks, 1);
+                        return Due::Look;
+                    }
+                    Wake::Opened => {
+                        if opens.deferred.is_none() {
+                            add(&self.ctx.stats.open_reads, 1);
+                        }
+                        if opens.ask() {
+                            return Due::Read;
                         }
                     }
-                    if at <= now {
-                        return Flow::Continue;
-                    }
-                }
-                _ = shutdown.wait_for(|stop| *stop) => return Flow::Stop,
+                },
+                _ = shutdown.wait_for(|stop| *stop) => return Due::Stop,
             }
         }
     }

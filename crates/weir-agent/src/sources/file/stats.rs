@@ -19,7 +19,7 @@ pub struct FileSourceStats {
     pub(crate) backpressure_waits: AtomicU64,
     pub(crate) polls: AtomicU64,
     pub(crate) event_looks: AtomicU64,
-    pub(crate) open_looks: AtomicU64,
+    pub(crate) open_reads: AtomicU64,
 }
 
 /// A copy of [`FileSourceStats`] at one moment.
@@ -55,12 +55,11 @@ pub struct FileSourceStatsSnapshot {
     /// was held back.
     pub polls: u64,
     /// Of those rounds, the ones a change event (inotify) brought forward: a file that
-    /// had been quiet changed, a matching path appeared, or another program opened a
-    /// held file.
+    /// had been quiet changed, or a matching path appeared.
     pub event_looks: u64,
-    /// Of those, the ones brought forward because another program opened a held file
-    /// (as copytruncate's copier does), also while the file was busy.
-    pub open_looks: u64,
+    /// Reads brought forward because another program opened a held file (as
+    /// copytruncate's copier does), also while the file was busy.
+    pub open_reads: u64,
 }
 
 impl FileSourceStats {
@@ -81,7 +80,7 @@ impl FileSourceStats {
             backpressure_waits: g(&self.backpressure_waits),
             polls: g(&self.polls),
             event_looks: g(&self.event_looks),
-            open_looks: g(&self.open_looks),
+            open_reads: g(&self.open_reads),
         }
     }
 }
