@@ -126,9 +126,9 @@ impl Watcher {
 
     /// Waits for an event that calls for a look (a held file changed, a matching name
     /// appeared, or events were lost; not while `busy`: those are left to the next
-    /// poll) or a read (another program opened a held file; also while `busy`). Never returns
-    /// when events are off. Safe to cancel: at worst an event is missed, and the next
-    /// poll finds what it was about.
+    /// poll) or for a read (another program opened a held file; also while `busy`).
+    /// Never returns when events are off. Safe to cancel: at worst an event is missed,
+    /// and the next poll finds what it was about.
     pub async fn changed(&mut self, matcher: &Matcher, busy: bool) -> Wake {
         let Watcher { inner, opens } = self;
         let changes = async {
