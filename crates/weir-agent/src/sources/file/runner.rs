@@ -9,10 +9,12 @@
 //!
 //! Each round of polling (a *look*) re-runs the globs (new paths become streams) and
 //! stats every followed file (rotation, truncation, deletion: see
-//! [`stream`](super::stream)). Looks come every `poll_interval_ms`. When the last look
-//! found nothing new, a change event ([`changes`](super::changes)) brings the next one
-//! forward, so a quiet file's new line is read at once; while files keep growing,
-//! events are left aside and the files are read once per interval, in big batches.
+//! [`stream`](super::stream)). Looks come every `poll_interval_ms`. When no line was
+//! handed out since the last look, a change event ([`changes`](super::changes)) brings
+//! the next one forward, so a quiet file's new line is read at once; while files keep
+//! growing, events are left aside and the files are read once per interval, in big
+//! batches. Another program opening a held file (copytruncate's copier) calls for a
+//! read of the held files at once, busy or not.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -164,6 +166,8 @@ impl Runner {
                 add(&self.ctx.stats.polls, 1);
                 next_poll = Instant::now() + interval;
                 lines_since_look = false;
+                // The reads after a look cover what a deferred open read was for.
+                opens.deferred = None;
             }
             let mut progressed = false;
             for i in 0..self.streams.len() {
